@@ -1,0 +1,111 @@
+"""ABN architectures: shapes, block types, attention modes, loss, backbones."""
+
+import keras
+import numpy as np
+import pytest
+
+import zoo
+from zoo import abn
+from zoo.layers import AttentionGate
+
+
+@pytest.mark.parametrize("depth,block,first_block_layers", [(20, "basic", 2), (44, "bottleneck", 3)])
+def test_cifar_abn_outputs_and_block_type(depth, block, first_block_layers):
+    model = zoo.build(f"abn_resnet{depth}", num_classes=7, width=4)
+    outputs = model(np.zeros((2, 32, 32, 3), "float32"))
+    assert outputs["logits"].shape == (2, 7)
+    assert outputs["attention_logits"].shape == (2, 7)
+    assert outputs["attention"].shape == (2, 16, 16, 1)  # feature-extractor resolution
+    n = (depth - 2) // 6  # official code: 6n+2 for both block types
+    assert len([l for l in model.layers if l.name.startswith("stage3_block") and l.name.endswith("_out")]) == n
+    convs = [l for l in model.layers if l.name.startswith("stage1_block1_") and l.name.endswith("_conv")]
+    assert len([c for c in convs if "down" not in c.name]) == first_block_layers
+
+
+def test_attention_map_is_a_sigmoid_of_a_3x3_conv_and_branch_runs_at_stride_1():
+    model = zoo.build("abn_resnet20", width=4)
+    assert model.get_layer("att_conv3").kernel.shape == (3, 3, 10, 1)
+    assert zoo.build("abn_resnet20", width=4, map_kernel_size=1).get_layer("att_conv3").kernel.shape == (1, 1, 10, 1)
+    assert model.get_layer("att_stage3_block1_out").output.shape[1:3] == (16, 16)
+    assert model.get_layer("stage3_block1_out").output.shape[1:3] == (8, 8)
+    m = model(np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32"), training=True)["attention"]
+    assert np.all((np.asarray(m) > 0) & (np.asarray(m) < 1))
+
+
+def test_depth_validation():
+    with pytest.raises(ValueError, match="6n\\+2"):
+        zoo.build("abn_resnet20", depth=21)
+
+
+def test_attention_gate_modes():
+    g = np.full((1, 2, 2, 3), 2.0, "float32")
+    m = np.array([[[[0.0], [0.5]], [[1.0], [0.25]]]], "float32")
+    expected = {"residual": g * (1 + m), "multiply": g * m, "none": g}
+    for mode, want in expected.items():
+        np.testing.assert_allclose(AttentionGate(mode)(g, m), want)
+    with pytest.raises(ValueError, match="attention mode"):
+        AttentionGate("add")
+
+
+def test_attention_mode_none_ignores_the_map():
+    model = zoo.build("abn_resnet20", width=4, attention_mode="none")
+    x = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    before = np.asarray(model(x)["logits"])
+    conv3 = model.get_layer("att_conv3")
+    conv3.kernel.assign(conv3.kernel * 0 + 5.0)  # change the map drastically
+    np.testing.assert_allclose(model(x)["logits"], before, rtol=1e-5)
+    residual = zoo.build("abn_resnet20", width=4)
+    before = np.asarray(residual(x)["logits"])
+    residual.get_layer("att_conv3").kernel.assign(residual.get_layer("att_conv3").kernel * 0 + 5.0)
+    assert np.abs(np.asarray(residual(x)["logits"]) - before).max() > 1e-4
+
+
+def test_any_input_size():
+    model = zoo.build("abn_resnet20", width=4, input_shape=(None, None, 3))
+    for size in (32, 48):
+        out = model(np.zeros((1, size, size, 3), "float32"))
+        assert out["attention"].shape == (1, size // 2, size // 2, 1)
+        assert out["logits"].shape == (1, 10)
+
+
+def test_abn_loss_is_sum_of_both_cross_entropies():
+    rng = np.random.default_rng(0)
+    logits, att_logits = rng.normal(size=(4, 5)), rng.normal(size=(4, 5))
+    y = np.array([0, 3, 4, 1])
+
+    def ce(z):
+        z = z - z.max(axis=1, keepdims=True)
+        return -(z[np.arange(4), y] - np.log(np.exp(z).sum(axis=1)))
+
+    got = abn.abn_loss(y, {"logits": logits.astype("float32"), "attention_logits": att_logits.astype("float32")})
+    np.testing.assert_allclose(got, ce(logits) + ce(att_logits), rtol=1e-5)
+    half = abn.abn_loss(y, {"logits": logits.astype("float32"), "attention_logits": att_logits.astype("float32")},
+                        attention_loss_weight=0.5)
+    np.testing.assert_allclose(half, ce(logits) + 0.5 * ce(att_logits), rtol=1e-5)
+    onehot = np.eye(5, dtype="float32")[y]
+    np.testing.assert_allclose(abn.classification_loss(onehot, logits.astype("float32")), ce(logits), rtol=1e-5)
+
+
+def test_imagenet_abn_on_keras_applications_backbone(tmp_path):
+    backbone = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(64, 64, 3))
+    weights_file = tmp_path / "resnet50_notop.weights.h5"
+    backbone.save_weights(weights_file)
+    model = zoo.build("abn_resnet50", num_classes=5, input_shape=(64, 64, 3), backbone_weights=str(weights_file))
+    out = model(np.zeros((1, 64, 64, 3), "float32"))
+    assert out["logits"].shape == (1, 5)
+    assert out["attention"].shape == (1, 4, 4, 1)  # conv4 resolution (stride 16)
+    # the feature extractor and the perception conv5 carry the given backbone weights
+    fe = model.get_layer("feature_extractor").get_layer("conv2_block1_1_conv").kernel
+    np.testing.assert_array_equal(fe, backbone.get_layer("conv2_block1_1_conv").kernel)
+    p5 = model.get_layer("perception_conv5").get_layer("conv5_block3_3_conv").kernel
+    np.testing.assert_array_equal(p5, backbone.get_layer("conv5_block3_3_conv").kernel)
+    assert model.get_layer("att_conv5_block3_out").output.shape[1:3] == (4, 4)  # stride-1 conv5
+
+
+def test_model_code_is_backend_agnostic():
+    """Model modules use keras.layers / keras.ops only (no TensorFlow), so JAX/PyTorch run them."""
+    from pathlib import Path
+
+    for module in ("layers.py", "abn.py", "registry.py", "explain.py"):
+        text = (Path(zoo.__file__).parent / module).read_text()
+        assert "import tensorflow" not in text and "tf." not in text, module

@@ -1,0 +1,19 @@
+"""attention-zoo: Keras 3 CNNs with built-in attention that show where they look.
+
+    import zoo
+    model = zoo.load("abn_resnet20.cifar10")          # pretrained, one line
+    outputs = model(images)                           # {"logits", "attention_logits", "attention"}
+    maps = zoo.attention_maps(model, images)          # every family, upsampled to the input
+    zoo.list_models("abn*"); zoo.build("abn_resnet56", num_classes=100)
+"""
+
+from zoo import abn  # noqa: F401  (registers the ABN family)
+from zoo.evaluate import evaluate
+from zoo.explain import attention_maps, overlay, save_overlay
+from zoo.hub import load, save_model
+from zoo.predict import predict
+from zoo.registry import build, get_spec, list_models
+
+__version__ = "0.1.0"
+__all__ = ["attention_maps", "build", "evaluate", "get_spec", "list_models", "load", "overlay", "predict",
+           "save_model", "save_overlay"]

@@ -1,0 +1,66 @@
+"""Fine-tune a pretrained zoo model on the user's own images (``zoo finetune``).
+
+The pretrained model is loaded with a new head for the data's classes (the layers whose shape
+depends on the number of classes start fresh), the feature extractor is optionally frozen, and
+the model is trained with the same custom loop as from-scratch training, then saved with its
+class names so that ``zoo.load(output)`` and ``zoo predict --model output`` work.
+"""
+
+from typing import Optional
+
+from zoo import data as zdata
+from zoo import hub, registry
+from zoo import train as ztrain
+from zoo.evaluate import model_image_size
+
+
+def freeze_feature_extractor(model):
+    """Make the family's feature-extractor layers non-trainable (their BN runs in inference mode).
+
+    Returns the names of the frozen layers.
+    """
+    prefixes = registry.get_spec(model.zoo_config["arch"]).feature_layers
+    frozen = [layer.name for layer in model.layers if layer.name.startswith(prefixes)]
+    for layer in model.layers:
+        if layer.name in frozen:
+            layer.trainable = False
+    return frozen
+
+
+def finetune(
+    pretrained,
+    data,
+    output_dir,
+    config: Optional[ztrain.TrainConfig] = None,
+    freeze=False,
+    test_data=None,
+    strategy=None,
+    resume=False,
+):
+    """Fine-tune `pretrained` (a name ``zoo.load`` accepts) on `data`; returns (model, history).
+
+    `data` is anything :func:`zoo.data.open_source` takes (a class-per-folder directory, an
+    ``.npz``, a tfds name, a source). Defaults: 10 epochs, lr 0.01, cosine schedule.
+    """
+    config = config or ztrain.TrainConfig(epochs=10, lr=0.01)
+    probe = hub.load(pretrained)
+    image_size = model_image_size(probe)
+    source = zdata.open_source(data, "train", image_size)
+    num_classes = len(source.class_names)
+    test_source = zdata.open_source(test_data, "test", image_size, source.class_names) if test_data is not None else None
+
+    def make_model():
+        model = hub.load(pretrained, num_classes=num_classes)
+        model.zoo_config["class_names"] = list(source.class_names)
+        model.zoo_config["finetuned_from"] = probe.zoo_config.get("pretrained", str(pretrained))
+        if freeze:
+            model.zoo_config["frozen_layers"] = freeze_feature_extractor(model)
+        return model
+
+    trainer = ztrain.Trainer(make_model, source, config, test_source, strategy)
+    history = trainer.fit(resume=resume)
+    if ztrain.is_chief(trainer.strategy):
+        extra = {"history": history, "train_config": config.to_json(), "image_size": list(image_size)}
+        hub.save_model(trainer.model, output_dir, extra=extra)
+    return trainer.model, history
+

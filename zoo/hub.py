@@ -1,0 +1,93 @@
+"""Saving and loading zoo models: ``zoo.load(name_or_path)`` and ``zoo.save_model(model, dir)``.
+
+A saved model is a directory (like a keras-hub preset) holding
+- ``config.json``: the architecture, its builder kwargs, class names and anything extra
+  (training history, the recipe), and
+- ``model.weights.h5``: the Keras weights.
+It is written to a temporary sibling directory and renamed into place, so an interrupted save
+never leaves a half-written model where ``zoo.load`` would find it.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from zoo import registry
+from zoo import weights as zweights
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.weights.h5"
+
+
+def save_model(model, directory, class_names=None, extra=None):
+    """Write `model` (built by the zoo: it has ``model.zoo_config``) to `directory`."""
+    config = dict(getattr(model, "zoo_config", {}) or {})
+    if "arch" not in config:
+        raise ValueError("save_model needs a model built by zoo.build / zoo.load (it has no zoo_config)")
+    if class_names is not None:
+        config["class_names"] = list(class_names)
+    config.update(extra or {})
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        model.save_weights(str(tmp / WEIGHTS_FILE))
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str))
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(directory, old)
+            os.replace(tmp, directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def is_saved_model_dir(path):
+    return os.path.isdir(path) and os.path.exists(os.path.join(path, CONFIG_FILE))
+
+
+def build_from_config(config, num_classes=None, **overrides):
+    """Rebuild the architecture described by a saved config (optionally re-headed)."""
+    build_kwargs = {**config["build"], **overrides}
+    if num_classes is not None:
+        build_kwargs["num_classes"] = num_classes
+    model = registry.build(config["arch"], **build_kwargs)
+    model.zoo_config.update({k: v for k, v in config.items() if k not in ("arch", "family", "build")})
+    return model
+
+
+def load_weights_into(model, path, reheaded):
+    """Load `path`; with a new head (`reheaded`), layers whose shapes differ stay fresh."""
+    model.load_weights(str(path), skip_mismatch=reheaded)
+
+
+def load(name, num_classes=None, **build_overrides):
+    """A pretrained model in one line: ``zoo.load("abn_resnet20.cifar10")``.
+
+    `name` is a pretrained ``arch.tag`` (or an ``arch`` with a default tag) from the weights
+    manifest, or the directory of a model saved by :func:`save_model` (fine-tuned models).
+    With `num_classes` different from the pretrained head, the classifier layers are left
+    freshly initialised (the starting point for fine-tuning); ``model.zoo_config`` says which.
+    """
+    if is_saved_model_dir(str(name)):
+        config = json.loads((Path(name) / CONFIG_FILE).read_text())
+        weights_path = Path(name) / WEIGHTS_FILE
+    else:
+        entry = zweights.manifest_entry(name)
+        config = {"arch": entry["arch"], "build": entry["build"], "class_names": entry["card"].get("class_names"),
+                  "pretrained": entry["name"], "image_size": entry["build"]["input_shape"][:2]}
+        weights_path = zweights.resolve(entry["name"])
+    reheaded = num_classes is not None and num_classes != config["build"].get("num_classes")
+    model = build_from_config(config, num_classes, **build_overrides)
+    load_weights_into(model, weights_path, reheaded)
+    if reheaded:
+        model.zoo_config["class_names"] = None
+        model.zoo_config["reheaded_from"] = config.get("pretrained", str(name))
+    return model
