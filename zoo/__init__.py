@@ -8,10 +8,10 @@
 """
 
 from zoo import abn  # noqa: F401  (registers the ABN family)
-from zoo.evaluate import evaluate
+from zoo.evaluation import evaluate
 from zoo.explain import attention_maps, overlay, save_overlay
 from zoo.hub import load, save_model
-from zoo.predict import predict
+from zoo.prediction import predict
 from zoo.registry import build, get_spec, list_models
 
 __version__ = "0.1.0"

@@ -126,7 +126,7 @@ def cmd_finetune(args):
 
 def cmd_predict(args):
     import zoo
-    from zoo.predict import predict_files
+    from zoo.prediction import predict_files
 
     model = zoo.load(args.model)
     results = predict_files(model, args.images, args.top_k, None if args.no_overlay else args.overlay_dir)
@@ -140,7 +140,7 @@ def cmd_predict(args):
 
 def cmd_evaluate(args):
     import zoo
-    from zoo.evaluate import evaluate
+    from zoo.evaluation import evaluate
 
     model = zoo.load(args.model)
     metrics = evaluate(model, args.data, args.batch_size, progress=not args.quiet, split=args.split or "test")

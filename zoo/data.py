@@ -172,7 +172,10 @@ class TfdsSource:
         self.dataset, info = tfds.load(name, split=split, as_supervised=True, with_info=True, data_dir=data_dir)
         label = info.features[info.supervised_keys[1]]
         self.class_names = list(label.names)
-        self.num_examples = int(info.splits[split].num_examples)
+        try:
+            self.num_examples = int(info.splits[split].num_examples)
+        except KeyError:  # split metadata unavailable (e.g. tfds.testing.mock_data)
+            self.num_examples = int(self.dataset.cardinality())
         self.image_size = tuple(image_size)
 
     def __len__(self):

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 from zoo import registry
@@ -65,7 +66,12 @@ def build_from_config(config, num_classes=None, **overrides):
 
 def load_weights_into(model, path, reheaded):
     """Load `path`; with a new head (`reheaded`), layers whose shapes differ stay fresh."""
-    model.load_weights(str(path), skip_mismatch=reheaded)
+    if not reheaded:
+        model.load_weights(str(path))
+        return
+    with warnings.catch_warnings():  # Keras warns about every skipped (class-dependent) layer
+        warnings.simplefilter("ignore", UserWarning)
+        model.load_weights(str(path), skip_mismatch=True)
 
 
 def load(name, num_classes=None, **build_overrides):

@@ -268,7 +268,7 @@ class Trainer:
                 "seconds": time.perf_counter() - start,
             }
             if self.test_data is not None and (step % self.steps_per_epoch == 0 or step == self.total_steps):
-                from zoo.evaluate import evaluate
+                from zoo.evaluation import evaluate
 
                 metrics = evaluate(self.model, self.test_data, config.eval_batch_size, progress=False)
                 record.update({f"test_{k}": v for k, v in metrics.items()})

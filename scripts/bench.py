@@ -1,0 +1,140 @@
+#!/usr/bin/env python
+"""Training and inference throughput (images/s) of the ABN models, variants side by side.
+
+    python scripts/bench.py [--model abn_resnet20] [--batch-size 128] [--steps 20] [--markdown]
+
+Training: the zoo's custom loop (fp32, bfloat16, MirroredStrategy over 2 logical CPU devices)
+against ``model.fit`` on the same model and a plain ResNet-20 (no attention branch) with
+``model.fit``. Inference: Keras fp32 / bfloat16 against the TFLite export (fp32, float16).
+Each variant runs `--warmup` untimed steps, then `--steps` timed ones; the table reports
+images/s and the ratio to the first row of its group, which is what to compare on a noisy
+machine.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import keras  # noqa: E402
+
+import zoo  # noqa: E402
+from zoo import export as zexport  # noqa: E402
+from zoo import layers as zl  # noqa: E402
+from zoo.data import ArraySource  # noqa: E402
+from zoo.train import TrainConfig, Trainer, dtype_policy  # noqa: E402
+
+
+def timed(step, warmup, steps, batch):
+    for _ in range(warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch / (time.perf_counter() - start)
+
+
+def fake_data(n, size=32, num_classes=10, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, size, size, 3)).astype("uint8"), rng.integers(0, num_classes, n)
+
+
+def ctl_throughput(arch, images, labels, batch, warmup, steps, mixed_precision=None, strategy=None):
+    config = TrainConfig(epochs=1000, batch_size=batch, progress=False, mixed_precision=mixed_precision)
+    trainer = Trainer(arch, ArraySource(images, labels), config, strategy=strategy)
+    iterator = trainer._distributed_epoch(0, 0)
+    return timed(lambda: trainer._train_step(iterator), warmup, steps, batch)
+
+
+def plain_resnet20(num_classes=10):
+    """ResNet-20 without the attention branch (reference for the cost of ABN)."""
+    inputs = keras.Input((32, 32, 3))
+    x = zl.preprocessing(zl.CIFAR_MEAN, zl.CIFAR_STD)(inputs)
+    x = zl.conv_bn(x, 16, 3, name="stem")
+    for i, (planes, stride) in enumerate([(16, 1), (32, 2), (64, 2)]):
+        x = zl.resnet_stage(x, "basic", planes, 3, stride, f"stage{i + 1}")
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(num_classes)(x))
+
+
+def fit_throughput(model, images, labels, batch, warmup, steps, dict_outputs):
+    sce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    n = batch * (warmup + steps)
+    images, labels = images[:n].astype("float32"), labels[:n]
+    if dict_outputs:
+        model.compile(keras.optimizers.SGD(0.1, momentum=0.9),
+                      loss={"logits": sce, "attention_logits": sce, "attention": None})
+        targets = {"logits": labels, "attention_logits": labels}
+    else:
+        model.compile(keras.optimizers.SGD(0.1, momentum=0.9), loss=sce)
+        targets = labels
+    dataset = tf.data.Dataset.from_tensor_slices((images, targets)).batch(batch).prefetch(2)
+    model.fit(dataset.take(warmup), epochs=1, verbose=0)
+    start = time.perf_counter()
+    model.fit(dataset.skip(warmup), epochs=1, verbose=0)
+    return steps * batch / (time.perf_counter() - start)
+
+
+def inference_rows(arch, batch, warmup, steps):
+    images, _ = fake_data(batch)
+    rows = []
+    for precision in (None, "bfloat16"):
+        with dtype_policy(precision):
+            model = zoo.build(arch)
+        infer = tf.function(lambda x, m=model: m(x, training=False))
+        x = tf.constant(images.astype("float32"))
+        rows.append((f"Keras {precision or 'fp32'}", timed(lambda: infer(x), warmup, steps, batch)))
+    model = zoo.build(arch)
+    with tempfile.TemporaryDirectory() as tmp:
+        for quantize in (None, "float16"):
+            path = zexport.export(model, Path(tmp) / f"m{quantize}.tflite", "tflite", quantize)
+            runner = zexport.tflite_runner(path)
+            rows.append((f"TFLite {quantize or 'fp32'}", timed(lambda: runner(image=images), warmup, steps, batch)))
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="abn_resnet20")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    args = parser.parse_args()
+    batch, warmup, steps = args.batch_size, args.warmup, args.steps
+    images, labels = fake_data(batch * (warmup + steps + 2))
+
+    training = [
+        ("CTL fp32, 1 device", ctl_throughput(args.model, images, labels, batch, warmup, steps)),
+        ("CTL bfloat16, 1 device", ctl_throughput(args.model, images, labels, batch, warmup, steps, "bfloat16")),
+        ("CTL fp32, MirroredStrategy (2 logical CPUs)", ctl_throughput(
+            args.model, images, labels, batch, warmup, steps, None,
+            tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))),
+        ("model.fit fp32, same ABN model", fit_throughput(zoo.build(args.model), images, labels, batch, warmup, steps,
+                                                          dict_outputs=True)),
+    ]
+    if args.model == "abn_resnet20":
+        training.append(("model.fit fp32, plain ResNet-20 (no attention)",
+                         fit_throughput(plain_resnet20(), images, labels, batch, warmup, steps, dict_outputs=False)))
+    inference = inference_rows(args.model, batch, warmup, steps)
+
+    print(f"\n{args.model}, batch {batch}, {steps} timed steps after {warmup} warm-up steps\n")
+    print("| mode | variant | images/s | ratio |\n| --- | --- | ---: | ---: |")
+    for mode, rows in (("train", training), ("inference", inference)):
+        base = rows[0][1]
+        for name, value in rows:
+            print(f"| {mode} | {name} | {value:.0f} | {value / base:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+#!/usr/bin/env python
+"""Copy a trained model into weights/ and write its manifest card, with measured accuracy.
+
+    python scripts/publish_weights.py RUN_DIR/model abn_resnet20.cifar10 \
+        --data ../shared/datasets/cifar10-jpeg.npz --dataset "CIFAR-10 (JPEG q75 copy)" \
+        --command "scripts/train_abn_cifar10.sh 20" --machine "2-core AMD EPYC CPU (avx512_bf16), no GPU"
+
+The accuracy in the card is measured here, on the test split, by the same code as
+``zoo evaluate`` (the card records that command too).
+"""
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import zoo  # noqa: E402
+from zoo import hub, weights  # noqa: E402
+from zoo.evaluation import evaluate  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_dir")
+    parser.add_argument("name", help="arch.tag, e.g. abn_resnet20.cifar10")
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--dataset", required=True, help="dataset label for the card")
+    parser.add_argument("--command", required=True, help="the exact training command")
+    parser.add_argument("--machine", required=True)
+    parser.add_argument("--license", default="Apache-2.0 (weights); CIFAR-10 images by Krizhevsky et al.")
+    parser.add_argument("--notes", default="")
+    parser.add_argument("--url", action="append", default=[], help="download mirror(s) of the weight file")
+    parser.add_argument("--default", action="store_true", help="the default tag of its architecture")
+    args = parser.parse_args()
+
+    config = json.loads((Path(args.model_dir) / hub.CONFIG_FILE).read_text())
+    model = zoo.load(args.model_dir)
+    metrics = evaluate(model, args.data, split=args.split, progress=False)
+    history = config.get("history", [])
+    train_config = config.get("train_config", {})
+    file_name = f"{args.name}.weights.h5"
+    target = weights.weights_dir() / file_name
+    shutil.copyfile(Path(args.model_dir) / hub.WEIGHTS_FILE, target)
+    build = {k: v for k, v in config["build"].items() if k not in ("sync_bn",)}
+    card = {
+        "dataset": args.dataset,
+        "preprocessing": "RGB uint8/float pixels in [0, 255]; per-channel mean/std normalisation inside the model "
+                         f"(mean={build.get('mean')}, std={build.get('std')})",
+        "class_names": config.get("class_names"),
+        "license": args.license,
+        "command": args.command,
+        "epochs": len(history),
+        "steps": history[-1]["step"] if history else None,
+        "wall_time": f"{sum(h['seconds'] for h in history) / 3600:.2f} h of training steps "
+                     "(evaluation between epochs not counted)",
+        "machine": args.machine,
+        "train_config": train_config,
+        "accuracy": {f"{args.split}_top1": round(metrics["top1"], 4), f"{args.split}_top5": round(metrics["top5"], 4),
+                     f"{args.split}_loss": round(metrics["loss"], 4), "num_examples": metrics["num_examples"],
+                     "dataset": args.dataset},
+        "evaluation_command": f"zoo evaluate {args.name} --data {args.data} --split {args.split}",
+        "notes": args.notes,
+    }
+    manifest = weights.load_manifest()
+    manifest[args.name] = {
+        "arch": config["arch"],
+        "file": file_name,
+        "sha256": weights.sha256_of(target),
+        "size": target.stat().st_size,
+        "urls": args.url,
+        "default": args.default,
+        "build": build,
+        "card": card,
+    }
+    (weights.weights_dir() / weights.MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+    print(json.dumps(card["accuracy"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""The ``zoo`` command end to end: finetune -> predict / evaluate / export, and the default model."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import zoo
+from tests.conftest import REPO, toy_images
+from zoo import hub
+from zoo.cli import main
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    images, labels = toy_images(24, size=16, num_classes=3)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        folder = tmp_path / "data" / ["red", "blue", "green"][label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{i}.png")
+    (tmp_path / "data" / "red" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    return tmp_path / "data"
+
+
+def test_finetune_then_predict_evaluate_export(tiny_model, image_folder, tmp_path, capsys):
+    hub.save_model(tiny_model, tmp_path / "pretrained", class_names=["a", "b"])
+    out = tmp_path / "finetuned"
+    code = main(["finetune", str(tmp_path / "pretrained"), "--data", str(image_folder), "--epochs", "2",
+                 "--batch-size", "8", "--lr", "0.05", "--freeze", "--output", str(out), "--no-progress"])
+    assert code == 0
+    model = zoo.load(str(out))
+    assert model.zoo_config["class_names"] == ["blue", "green", "red"]
+    assert model.output["logits"].shape[-1] == 3
+    np.testing.assert_array_equal(model.get_layer("stage2_block1_1_conv").kernel,
+                                  tiny_model.get_layer("stage2_block1_1_conv").kernel)  # frozen
+    assert not np.allclose(model.get_layer("stage3_block1_1_conv").kernel,
+                           tiny_model.get_layer("stage3_block1_1_conv").kernel)  # trained
+    config = json.loads((out / "config.json").read_text())
+    assert config["finetuned_from"] and "stem_conv" in config["frozen_layers"]
+
+    image = next((image_folder / "green").glob("*.png"))
+    capsys.readouterr()
+    assert main(["predict", str(image), "--model", str(out), "--overlay-dir", str(tmp_path / "ov"), "--top-k", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert all(name in printed for name in ("red", "blue", "green")) and "attention overlay" in printed
+    assert (tmp_path / "ov" / f"{image.stem}.attention.png").exists()
+
+    assert main(["evaluate", str(out), "--data", str(image_folder), "--quiet"]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert metrics["num_examples"] == 24 and 0 <= metrics["top1"] <= metrics["top5"] == 1.0
+
+    assert main(["export", str(out), "--format", "tflite", "--output", str(tmp_path / "m.tflite")]) == 0
+    assert (tmp_path / "m.tflite").stat().st_size > 10_000
+
+
+def test_errors_are_messages_not_tracebacks(capsys, tmp_path):
+    assert main(["predict", str(tmp_path / "nope.png"), "--model", "abn_resnt20.cifar10"]) == 2
+    err = capsys.readouterr().err
+    assert "Did you mean" in err and "Traceback" not in err
+    assert main(["evaluate", "abn_resnet20", "--data", str(tmp_path / "missing.npz")]) == 2
+
+
+def test_list(capsys):
+    assert main(["list", "abn_resnet1*"]) == 0
+    assert capsys.readouterr().out.split() == ["abn_resnet101", "abn_resnet110", "abn_resnet152"]
+
+
+def test_default_model_predicts_the_shipped_examples(tmp_path, capsys):
+    """README's first command: the shipped ABN weights, no network."""
+    examples = sorted((REPO / "examples").glob("*.png"))
+    assert examples, "examples/*.png are missing"
+    assert main(["predict", *map(str, examples), "--overlay-dir", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    correct = 0
+    for example in examples:
+        block = printed.split(str(example))[1].splitlines()[1]  # the top-1 line
+        correct += Path(example).stem.split("_")[0] in block
+        assert (tmp_path / f"{example.stem}.attention.png").exists()
+    assert correct >= 3  # file names start with the true class (5 test images, not picked by the model)

@@ -1,0 +1,99 @@
+"""Data sources and the deterministic, resumable input pipeline."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from tests.conftest import CIFAR_JPEG, needs_cifar, toy_images, write_toy_npz
+from zoo import data
+
+
+def batches(ds):
+    return [(x.numpy(), y.numpy()) for x, y in ds]
+
+
+def test_training_epochs_are_deterministic_resumable_and_augmented(toy_source):
+    epoch0 = batches(data.make_dataset(toy_source, 8, training=True, seed=5, epoch=0))
+    assert len(epoch0) == 8 and epoch0[0][0].shape == (8, 16, 16, 3) and epoch0[0][0].dtype == np.float32
+    again = batches(data.make_dataset(toy_source, 8, training=True, seed=5, epoch=0))
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(epoch0, again))
+    resumed = batches(data.make_dataset(toy_source, 8, training=True, seed=5, epoch=0, skip=3 * 8))
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(epoch0[3:], resumed))
+    epoch1 = batches(data.make_dataset(toy_source, 8, training=True, seed=5, epoch=1))
+    assert not np.array_equal(epoch0[0][1], epoch1[0][1])  # reshuffled
+    plain = data.make_dataset(toy_source, 64, training=False)
+    x, y = next(iter(plain))
+    np.testing.assert_array_equal(y, toy_source.labels)  # evaluation keeps the order
+    np.testing.assert_array_equal(x, toy_source.images.astype("float32"))
+    # augmentation: crops/flips change pixels but every output is a shifted/flipped input
+    aug = np.concatenate([b[0] for b in epoch0])
+    assert not np.array_equal(np.sort(aug.reshape(64, -1), 0), np.sort(x.numpy().reshape(64, -1), 0))
+
+
+def test_augment_image_is_a_padded_crop_and_flip():
+    image = tf.reshape(tf.range(4 * 4 * 3, dtype=tf.float32), (4, 4, 3)) + 1
+    out = data.augment_image(image, tf.constant([1, 2], tf.int64), data.AugmentConfig(crop_padding=1, flip=False))
+    padded = np.pad(image.numpy(), [(1, 1), (1, 1), (0, 0)])
+    windows = [padded[i : i + 4, j : j + 4] for i in range(3) for j in range(3)]
+    assert any(np.array_equal(out.numpy(), w) for w in windows)
+
+
+def test_sharding_splits_an_epoch_between_input_pipelines(toy_source):
+    seen = []
+    for pipeline in range(2):
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline, num_replicas_in_sync=2)
+        seen.append(np.concatenate([y for _, y in batches(data.make_dataset(toy_source, 8, training=True, seed=1,
+                                                                                  input_context=context))]))
+    assert len(seen[0]) == len(seen[1]) == 32
+
+
+def test_npz_and_arrays(tmp_path):
+    path = write_toy_npz(tmp_path / "toy.npz")
+    train = data.open_source(str(path), "train")
+    test = data.open_source(str(path), "test")
+    assert (len(train), len(test)) == (64, 32) and train.class_names == ["red", "blue"]
+    gray = data.ArraySource(np.zeros((3, 8, 8), "uint8"), [0, 1, 1])
+    assert gray.images.shape == (3, 8, 8, 3) and gray.class_names == ["0", "1"]
+    with pytest.raises(ValueError, match="labels"):
+        data.ArraySource(np.zeros((3, 8, 8, 3)), [0, 1])
+    with pytest.raises(ValueError, match="expected keys"):
+        np.savez(tmp_path / "bad.npz", a=np.zeros(2))
+        data.open_source(str(tmp_path / "bad.npz"))
+
+
+def test_folder_source_skips_and_reports_corrupt_files(tmp_path, caplog):
+    images, labels = toy_images(6, size=12)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        folder = tmp_path / ["cats", "dogs"][label]
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(image).save(folder / f"{i}.png")
+    (tmp_path / "cats" / "broken.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
+    (tmp_path / "dogs" / "truncated.png").write_bytes((tmp_path / "dogs" / "1.png").read_bytes()[:40])
+    (tmp_path / "dogs" / "notes.txt").write_text("ignored: not an image extension")
+    source = data.FolderSource(tmp_path, image_size=(16, 16))
+    assert source.class_names == ["cats", "dogs"] and len(source) == 6
+    assert sorted(p.split("/")[-1] for p in source.skipped) == ["broken.jpg", "truncated.png"]
+    assert "broken.jpg" in caplog.text
+    x, y = next(iter(data.make_dataset(source, 6)))
+    assert x.shape == (6, 16, 16, 3) and sorted(y.numpy().tolist()) == [0, 0, 0, 1, 1, 1]
+    with pytest.raises(ValueError, match="class sub-folders"):
+        data.FolderSource(tmp_path / "cats")
+
+
+def test_tfds_source_with_mock_data():
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=20):
+        source = data.open_source("tfds:cifar10", "train", image_size=(16, 16))
+        assert len(source.class_names) == 10 and len(source) == 20  # mock data: names are not loaded
+        x, y = next(iter(data.make_dataset(source, 4, training=True, seed=0)))
+        assert x.shape == (4, 16, 16, 3) and y.dtype == tf.int64
+
+
+@needs_cifar
+def test_offline_cifar10_jpeg_copy():
+    test = data.load_cifar10_jpeg(CIFAR_JPEG, "test")
+    assert test.images.shape == (10000, 32, 32, 3) and test.images.dtype == np.uint8
+    assert test.class_names == list(data.CIFAR10_CLASSES)
+    assert np.bincount(test.labels).tolist() == [1000] * 10

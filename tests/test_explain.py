@@ -1,0 +1,58 @@
+"""The uniform attention-map API, overlays and predictions."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import zoo
+from zoo import explain, prediction
+
+
+def test_attention_maps_are_upsampled_to_the_input(tiny_model):
+    x = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
+    maps = zoo.attention_maps(tiny_model, x)
+    assert list(maps) == ["attention"] and maps["attention"].shape == (2, 16, 16)
+    raw = np.asarray(tiny_model(x)["attention"])[..., 0]  # 8x8
+    np.testing.assert_allclose(maps["attention"].mean(axis=(1, 2)), raw.mean(axis=(1, 2)), rtol=0.05)
+    norm = zoo.attention_maps(tiny_model, x, size=(32, 40), normalize=True)["attention"]
+    assert norm.shape == (2, 32, 40) and norm.min() == 0.0 and norm.max() == pytest.approx(1.0)
+
+
+def test_overlay_blends_a_heatmap():
+    image = np.zeros((4, 4, 3), "uint8")
+    hot = explain.overlay(image, np.ones((4, 4)), alpha=1.0)
+    cold = explain.overlay(image, np.zeros((4, 4)), alpha=1.0)
+    assert hot[0, 0, 0] > hot[0, 0, 2] and cold[0, 0, 2] > cold[0, 0, 0]  # jet: red hot, blue cold
+    np.testing.assert_array_equal(explain.overlay(image + 7, np.ones((4, 4)), alpha=0.0), image + 7)
+
+
+def test_predict_returns_top_k_with_class_names_and_maps(tiny_model):
+    tiny_model.zoo_config["class_names"] = ["red", "blue"]
+    results = zoo.predict(tiny_model, np.zeros((3, 16, 16, 3), "uint8"), top_k=2)
+    assert len(results) == 3
+    names = [n for n, _ in results[0]["top_k"]]
+    assert sorted(names) == ["blue", "red"]
+    assert sum(p for _, p in results[0]["top_k"]) == pytest.approx(1.0, abs=1e-5)
+    assert results[0]["attention"]["attention"].shape == (16, 16)
+
+
+def test_clear_errors_for_bad_inputs(tiny_model, tmp_path):
+    with pytest.raises(ValueError, match="RGB channels"):
+        zoo.predict(tiny_model, np.zeros((1, 16, 16, 4)))
+    with pytest.raises(ValueError, match="takes 16x16 images, got 20x20"):
+        zoo.predict(tiny_model, np.zeros((1, 20, 20, 3)))
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG garbage")
+    with pytest.raises(ValueError, match="bad.png is not a readable image"):
+        prediction.load_image(tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="does not exist"):
+        prediction.load_image(tmp_path / "missing.png")
+
+
+def test_predict_files_writes_an_overlay_png(tiny_model, tmp_path):
+    Image.fromarray(np.full((40, 30, 3), 120, "uint8")).save(tmp_path / "cat.png")
+    Image.fromarray(np.full((40, 30), 50, "uint8")).convert("L").save(tmp_path / "gray.png")
+    results = prediction.predict_files(tiny_model, [tmp_path / "cat.png", tmp_path / "gray.png"], 2, tmp_path / "out",
+                                    display_size=(64, 64))
+    overlay = Image.open(results[0]["overlay"])
+    assert overlay.size == (64, 64) and overlay.mode == "RGB"
+    assert (tmp_path / "out" / "gray.attention.png").exists()

@@ -1,0 +1,73 @@
+"""SavedModel / TFLite export: uint8 inputs, inference mode, parity with Keras, builtin ops."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from zoo import export
+
+# fp32 TFLite and SavedModel agree with Keras to float rounding; float16 weights to ~1e-2.
+TOLERANCE = {"saved_model": 1e-5, None: 1e-4, "float16": 5e-2}
+
+
+@pytest.fixture(scope="module")
+def trained_like():
+    """A tiny ABN with non-trivial BN statistics (so inference mode matters)."""
+    import zoo
+    from tests.conftest import TINY
+
+    model = zoo.build("abn_resnet20", num_classes=3, input_shape=(16, 16, 3), **TINY)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if hasattr(layer, "moving_mean"):
+            layer.moving_mean.assign(rng.normal(0, 0.5, layer.moving_mean.shape))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, layer.moving_variance.shape))
+    images = rng.integers(0, 256, (4, 16, 16, 3)).astype("uint8")
+    return model, images, {k: np.asarray(v) for k, v in model(images.astype("float32"), training=False).items()}
+
+
+def test_saved_model_serves_uint8_in_inference_mode(trained_like, tmp_path):
+    model, images, expected = trained_like
+    path = export.export(model, tmp_path / "sm")
+    loaded = tf.saved_model.load(str(path))  # keep a reference: its variables die with it
+    served = loaded.serve(tf.constant(images))
+    assert set(served) == {"logits", "attention_logits", "attention", "probabilities"}
+    for key, value in expected.items():
+        np.testing.assert_allclose(served[key], value, atol=TOLERANCE["saved_model"])
+    np.testing.assert_allclose(np.sum(served["probabilities"], axis=-1), 1.0, atol=1e-5)
+    again = loaded.serve(tf.constant(images))
+    np.testing.assert_array_equal(served["logits"], again["logits"])  # deterministic
+    assert [p.name for p in tmp_path.iterdir()] == ["sm"]  # no temporary leftovers
+    with pytest.raises(FileExistsError):
+        export.export(model, tmp_path / "sm")
+
+
+@pytest.mark.parametrize("quantize", [None, "float16"])
+def test_tflite_parity_with_builtin_ops_only(trained_like, tmp_path, quantize):
+    model, images, expected = trained_like
+    path = export.export(model, tmp_path / "m.tflite", "tflite", quantize)
+    runner = export.tflite_runner(path)
+    out = runner(image=images)
+    for key, value in expected.items():
+        np.testing.assert_allclose(out[key], value, atol=TOLERANCE[quantize] * max(1.0, np.abs(value).max()))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"]
+    from ai_edge_litert.interpreter import Interpreter
+
+    ops = {op["op_name"] for op in Interpreter(model_path=str(path))._get_ops_details()}
+    assert not any(name.startswith("Flex") or name == "CUSTOM" for name in ops), ops
+
+
+def test_dynamic_range_quantization_keeps_predictions(trained_like, tmp_path):
+    model, images, expected = trained_like
+    out = export.tflite_runner(export.export(model, tmp_path / "d.tflite", "tflite", "dynamic"))(image=images)
+    assert out["logits"].shape == expected["logits"].shape
+    assert np.corrcoef(out["logits"].ravel(), expected["logits"].ravel())[0, 1] > 0.95
+
+
+def test_bad_arguments(trained_like, tmp_path):
+    model = trained_like[0]
+    with pytest.raises(ValueError, match="format"):
+        export.export(model, tmp_path / "x", "onnx")
+    with pytest.raises(ValueError, match="tflite only"):
+        export.export(model, tmp_path / "x", "saved_model", "float16")
+    assert list(tmp_path.iterdir()) == []

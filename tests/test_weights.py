@@ -1,0 +1,160 @@
+"""The weights registry: shipped file, cache, downloads from a local HTTP server, hash errors."""
+
+import hashlib
+import http.server
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import zoo
+from zoo import weights
+from zoo.weights import WeightsError
+
+PAYLOAD = os.urandom(300_000)
+SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - http.server API
+        if self.path == "/good.bin":
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(PAYLOAD)))
+            self.end_headers()
+            self.wfile.write(PAYLOAD)
+        elif self.path == "/wrong.bin":
+            body = b"not the weights" * 100
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif self.path == "/dropped.bin":  # announces the full size, sends a third, hangs up
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(PAYLOAD)))
+            self.end_headers()
+            self.wfile.write(PAYLOAD[: len(PAYLOAD) // 3])
+            self.wfile.flush()
+            self.connection.shutdown(2)
+        else:
+            self.send_error(404)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def server():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.fixture
+def registry_dirs(tmp_path, monkeypatch):
+    shipped, cache = tmp_path / "weights", tmp_path / "cache"
+    shipped.mkdir()
+    monkeypatch.setenv("ATTENTION_ZOO_WEIGHTS", str(shipped))
+    monkeypatch.setenv("ATTENTION_ZOO_HOME", str(cache))
+    monkeypatch.delenv("ATTENTION_ZOO_OFFLINE", raising=False)
+    return shipped, cache
+
+
+def write_manifest(shipped, urls, sha=SHA, name="abn_resnet20.toy"):
+    entry = {"arch": "abn_resnet20", "file": "toy.bin", "sha256": sha, "size": len(PAYLOAD), "urls": urls,
+             "build": {"num_classes": 2, "input_shape": [16, 16, 3]}, "card": {}}
+    (shipped / "manifest.json").write_text(json.dumps({name: entry}))
+
+
+def leftovers(cache):
+    return sorted(p.name for p in cache.rglob("*")) if cache.exists() else []
+
+
+def test_download_good_file_then_offline_cache_hit(server, registry_dirs):
+    shipped, cache = registry_dirs
+    write_manifest(shipped, [f"{server}/good.bin"])
+    path = weights.resolve("abn_resnet20.toy")
+    assert path == cache / "toy.bin" and path.read_bytes() == PAYLOAD
+    assert leftovers(cache) == ["toy.bin"]
+    write_manifest(shipped, ["http://127.0.0.1:9/unreachable.bin"])  # cache hit needs no network
+    assert weights.resolve("abn_resnet20.toy", offline=True) == cache / "toy.bin"
+
+
+def test_shipped_file_wins_and_is_verified(server, registry_dirs):
+    shipped, cache = registry_dirs
+    write_manifest(shipped, [f"{server}/good.bin"])
+    (shipped / "toy.bin").write_bytes(PAYLOAD)
+    assert weights.resolve("abn_resnet20.toy") == shipped / "toy.bin"
+    assert not cache.exists()
+    (shipped / "toy.bin").write_bytes(PAYLOAD[:-1])  # a damaged shipped copy is not trusted
+    assert weights.resolve("abn_resnet20.toy") == cache / "toy.bin"
+
+
+def test_wrong_hash_is_a_clear_error_and_leaves_nothing(server, registry_dirs):
+    shipped, cache = registry_dirs
+    url = f"{server}/wrong.bin"
+    write_manifest(shipped, [url])
+    with pytest.raises(WeightsError) as err:
+        weights.resolve("abn_resnet20.toy")
+    message = str(err.value)
+    for part in ("toy.bin", url, str(cache / "toy.bin"), SHA, "sha256 mismatch"):
+        assert part in message
+    assert leftovers(cache) == []
+
+
+def test_dropped_connection_leaves_no_partial_file_and_next_url_is_tried(server, registry_dirs):
+    shipped, cache = registry_dirs
+    write_manifest(shipped, [f"{server}/dropped.bin"])
+    with pytest.raises(WeightsError, match="dropped.bin"):
+        weights.resolve("abn_resnet20.toy")
+    assert leftovers(cache) == []
+    write_manifest(shipped, [f"{server}/dropped.bin", f"{server}/good.bin"])  # mirror fallback
+    assert weights.resolve("abn_resnet20.toy").read_bytes() == PAYLOAD
+
+
+def test_corrupt_cached_file_is_replaced_not_trusted(server, registry_dirs):
+    shipped, cache = registry_dirs
+    cache.mkdir()
+    (cache / "toy.bin").write_bytes(b"garbage")
+    write_manifest(shipped, [f"{server}/good.bin"])
+    with pytest.raises(WeightsError, match="wrong sha256"):
+        weights.resolve("abn_resnet20.toy", offline=True)
+    assert weights.resolve("abn_resnet20.toy").read_bytes() == PAYLOAD
+
+
+def test_offline_error_says_where_to_put_the_file(registry_dirs, monkeypatch):
+    shipped, cache = registry_dirs
+    write_manifest(shipped, ["http://127.0.0.1:9/x.bin"])
+    monkeypatch.setenv("ATTENTION_ZOO_OFFLINE", "1")
+    with pytest.raises(WeightsError) as err:
+        weights.resolve("abn_resnet20.toy")
+    assert SHA in str(err.value) and str(cache / "toy.bin") in str(err.value)
+
+
+def test_names_and_suggestions(registry_dirs):
+    shipped, _ = registry_dirs
+    write_manifest(shipped, [])
+    assert zoo.list_models("abn*", pretrained=True) == ["abn_resnet20.toy"]
+    assert weights.manifest_entry("abn_resnet20")["name"] == "abn_resnet20.toy"  # default tag
+    with pytest.raises(ValueError, match="Did you mean: abn_resnet20.toy"):
+        weights.manifest_entry("abn_resnet20.tyo")
+    with pytest.raises(ValueError, match="no pretrained weights"):
+        weights.manifest_entry("abn_resnet32")
+
+
+def test_the_real_manifest_cards_are_complete_and_hashes_match():
+    manifest = json.loads((Path(zoo.__file__).parent.parent / "weights" / "manifest.json").read_text())
+    required = {"dataset", "preprocessing", "class_names", "license", "command", "epochs", "wall_time",
+                "machine", "accuracy", "evaluation_command"}
+    for name, entry in manifest.items():
+        assert required <= set(entry["card"]), name
+        path = Path(zoo.__file__).parent.parent / "weights" / entry["file"]
+        assert path.stat().st_size == entry["size"]
+        assert weights.sha256_of(path) == entry["sha256"], name
+        model = zoo.load(name)
+        assert model(np.zeros((1, *entry["build"]["input_shape"]), "float32"))["logits"].shape[-1] == len(
+            entry["card"]["class_names"])
