@@ -97,3 +97,12 @@ def test_offline_cifar10_jpeg_copy():
     assert test.images.shape == (10000, 32, 32, 3) and test.images.dtype == np.uint8
     assert test.class_names == list(data.CIFAR10_CLASSES)
     assert np.bincount(test.labels).tolist() == [1000] * 10
+
+
+def test_optional_keras_augmentations_mix_labels(toy_source):
+    config = data.AugmentConfig(rand_augment=True, mixup_alpha=0.4, cutmix=True)
+    x, y = next(iter(data.make_dataset(toy_source, 8, training=True, augment=config)))
+    assert x.shape == (8, 16, 16, 3) and y.shape == (8, 2)  # one-hot, mixed
+    np.testing.assert_allclose(np.sum(y, axis=-1), 1.0, atol=1e-5)
+    assert np.any((y.numpy() > 0.01) & (y.numpy() < 0.99))  # some labels really are mixtures
+    assert 0.0 <= float(np.min(x)) and float(np.max(x)) <= 255.0

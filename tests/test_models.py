@@ -109,3 +109,35 @@ def test_model_code_is_backend_agnostic():
     for module in ("layers.py", "abn.py", "registry.py", "explain.py"):
         text = (Path(zoo.__file__).parent / module).read_text()
         assert "import tensorflow" not in text and "tf." not in text, module
+
+
+@pytest.mark.parametrize("backend", ["jax"])
+def test_same_weights_same_outputs_on_another_backend(backend, tiny_model, tmp_path):
+    """A model saved under TensorFlow loads and runs under JAX with TensorFlow unimportable."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    from zoo import hub
+
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed")
+    rng = np.random.default_rng(0)
+    for variable in tiny_model.non_trainable_variables:  # non-trivial BN statistics
+        variable.assign(rng.uniform(0.5, 1.5, variable.shape))
+    hub.save_model(tiny_model, tmp_path / "m")
+    images = rng.uniform(0, 255, (3, 16, 16, 3)).astype("float32")
+    np.save(tmp_path / "x.npy", images)
+    env = {**os.environ, "KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run([sys.executable, "-m", "tests.helpers.other_backend", str(tmp_path / "m"),
+                             str(tmp_path / "x.npy"), str(tmp_path / "out.npz")], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    other = np.load(tmp_path / "out.npz")
+    assert str(other["backend"]) == backend
+    for key, value in tiny_model(images, training=False).items():
+        np.testing.assert_allclose(other[key], value, rtol=1e-4, atol=1e-4, err_msg=key)
+    np.testing.assert_allclose(other["map_attention"], zoo.attention_maps(tiny_model, images)["attention"],
+                               atol=1e-4)

@@ -184,3 +184,10 @@ def test_multi_worker_mirrored_strategy_two_local_workers():
     assert [r["replicas"] for r in results] == [2, 2]
     assert results[0]["checksum"] == pytest.approx(results[1]["checksum"], rel=1e-6)
     assert np.isfinite(results[0]["loss"])
+
+
+def test_training_with_mixup_and_cutmix_targets(toy_source):
+    from zoo.data import AugmentConfig
+
+    trainer = make_trainer(toy_source, max_steps=2, augment=AugmentConfig(mixup_alpha=0.4, cutmix=True))
+    assert np.isfinite(trainer.fit()[-1]["train_loss"])

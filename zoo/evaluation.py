@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from zoo import data as zdata
+from zoo.hub import model_image_size
 
 
 def evaluate(model, data, batch_size=500, progress=True, split="test"):
@@ -12,6 +12,8 @@ def evaluate(model, data, batch_size=500, progress=True, split="test"):
     Returns ``{"top1", "top5", "loss", "num_examples"}``: accuracies of the ``logits`` output
     in [0, 1] and its mean softmax cross-entropy.
     """
+    from zoo import data as zdata  # tf.data: imported here so that `import zoo` needs no TensorFlow
+
     source = zdata.open_source(data, split, image_size=model_image_size(model))
     num_classes = model.output["logits"].shape[-1]
     if len(source.class_names) > num_classes:
@@ -33,11 +35,3 @@ def evaluate(model, data, batch_size=500, progress=True, split="test"):
             bar.update(i + 1)
     return {"top1": correct1 / total, "top5": correct5 / total, "loss": loss_sum / total, "num_examples": total}
 
-
-def model_image_size(model):
-    """(height, width) the model was built for; (32, 32) for models built with a dynamic size."""
-    config = getattr(model, "zoo_config", {})
-    if "image_size" in config:
-        return tuple(config["image_size"])
-    h, w = model.input.shape[1:3]
-    return (h or 32, w or 32)

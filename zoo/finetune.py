@@ -11,7 +11,7 @@ from typing import Optional
 from zoo import data as zdata
 from zoo import hub, registry
 from zoo import train as ztrain
-from zoo.evaluation import model_image_size
+from zoo.hub import model_image_size
 
 
 def freeze_feature_extractor(model):

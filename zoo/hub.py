@@ -50,6 +50,16 @@ def save_model(model, directory, class_names=None, extra=None):
     return directory
 
 
+def model_image_size(model):
+    """(height, width) the model was trained at: its config's ``image_size``, else its input
+    shape, else (32, 32) for models built with a dynamic size."""
+    config = getattr(model, "zoo_config", {}) or {}
+    if config.get("image_size"):
+        return tuple(config["image_size"])
+    height, width = model.input.shape[1:3]
+    return (height or 32, width or 32)
+
+
 def is_saved_model_dir(path):
     return os.path.isdir(path) and os.path.exists(os.path.join(path, CONFIG_FILE))
 

@@ -6,7 +6,7 @@ import numpy as np
 from keras import ops
 
 from zoo import explain
-from zoo.evaluation import model_image_size
+from zoo.hub import model_image_size
 
 
 def load_image(path, size=None):
