@@ -240,7 +240,8 @@ class Trainer:
                 "continue that run, or choose an empty checkpoint directory"
             )
         writer = tf.summary.create_file_writer(config.log_dir) if config.log_dir and is_chief(self.strategy) else None
-        history = []
+        history = self.load_history() if resume else []
+        history = [record for record in history if record["step"] <= step]
         while step < self.total_steps:
             epoch, in_epoch = divmod(step, self.steps_per_epoch)
             iterator = self._distributed_epoch(epoch, in_epoch)
@@ -248,6 +249,7 @@ class Trainer:
             bar = keras.utils.Progbar(steps_this_epoch, stateful_metrics=["loss", "acc", "lr"]) if config.progress else None
             self.train_loss.reset_state()
             self.train_acc.reset_state()
+            first_step = step
             start = time.perf_counter()
             for in_epoch in range(in_epoch, steps_this_epoch):
                 loss = self._train_step(iterator)
@@ -262,6 +264,7 @@ class Trainer:
                     bar.update(in_epoch + 1, [("loss", float(self.train_loss.result())), ("acc", float(self.train_acc.result())), ("lr", self.current_lr())])
             record = {
                 "epoch": epoch + 1,
+                "first_step": first_step,  # records of a resumed run cover disjoint step ranges
                 "step": step,
                 "train_loss": float(self.train_loss.result()),
                 "train_accuracy": float(self.train_acc.result()),
@@ -272,14 +275,33 @@ class Trainer:
 
                 metrics = evaluate(self.model, self.test_data, config.eval_batch_size, progress=False)
                 record.update({f"test_{k}": v for k, v in metrics.items()})
+            history.append(record)
             self.save_checkpoint()
+            self.save_history(history)
             if writer is not None:
                 self._log_scalars(writer, step, {f"epoch/{k}": v for k, v in record.items() if k != "epoch"})
             log.info("epoch %s", json.dumps(record))
             if config.progress:
                 print(json.dumps(record), flush=True)
-            history.append(record)
         return history
+
+    HISTORY_FILE = "history.json"
+
+    def load_history(self):
+        """Epoch records of the run so far (kept next to the checkpoints, so resumes extend it)."""
+        path = os.path.join(self.config.checkpoint_dir or "", self.HISTORY_FILE)
+        if not self.config.checkpoint_dir or not os.path.exists(path):
+            return []
+        with open(path) as f:
+            return json.load(f)
+
+    def save_history(self, history):
+        if self.manager is None:
+            return
+        path = os.path.join(self.manager.directory, self.HISTORY_FILE)
+        with open(path + ".tmp", "w") as f:
+            json.dump(history, f, indent=1)
+        os.replace(path + ".tmp", path)
 
     def current_lr(self):
         lr = self.optimizer.learning_rate
