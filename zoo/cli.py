@@ -96,7 +96,9 @@ def open_splits(args, image_size):
 
     train_source = open_source(args.data, args.split or "train", image_size)
     test_source = None
-    if args.test_split:
+    if args.test_split and os.path.isdir(args.data) and not os.path.isdir(os.path.join(args.data, args.test_split)):
+        print(f"note: {args.data} has no {args.test_split}/ folder; no evaluation during training", file=sys.stderr)
+    elif args.test_split:
         test_source = open_source(args.data, args.test_split, image_size, class_names=train_source.class_names)
     return train_source, test_source
 

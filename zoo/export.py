@@ -83,11 +83,12 @@ def export(model, path, format="saved_model", quantize=None):
     return path
 
 
-def tflite_runner(path):
-    """The ``serve`` signature runner of a TFLite file (ai-edge-litert, else tf.lite)."""
+def tflite_runner(path, num_threads=None):
+    """The ``serve`` signature runner of a TFLite file (ai-edge-litert, else tf.lite), using
+    `num_threads` CPU threads (default: all cores)."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:  # pragma: no cover - tf.lite is the fallback
         Interpreter = tf.lite.Interpreter
-    interpreter = Interpreter(model_path=str(path))
+    interpreter = Interpreter(model_path=str(path), num_threads=num_threads or os.cpu_count())
     return interpreter.get_signature_runner("serve")

@@ -21,13 +21,11 @@ import json
 import logging
 import math
 import os
-import shutil
 import tempfile
 import time
 from typing import Optional, Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from zoo import data as zdata
