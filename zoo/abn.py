@@ -21,6 +21,7 @@ import keras
 from keras import layers
 
 from zoo import layers as zl
+from zoo.losses import classification_loss
 from zoo.registry import register_model
 
 CIFAR_DEPTHS = (20, 32, 44, 56, 110)
@@ -166,17 +167,6 @@ def abn_loss(y_true, outputs, attention_loss_weight=1.0, label_smoothing=0.0):
     """
     return classification_loss(y_true, outputs["logits"], label_smoothing) + attention_loss_weight * (
         classification_loss(y_true, outputs["attention_logits"], label_smoothing)
-    )
-
-
-def classification_loss(y_true, logits, label_smoothing=0.0):
-    """Per-example softmax cross-entropy for integer or one-hot targets."""
-    if len(y_true.shape) == 1:
-        if not label_smoothing:
-            return keras.losses.sparse_categorical_crossentropy(y_true, logits, from_logits=True)
-        y_true = keras.ops.one_hot(keras.ops.cast(y_true, "int32"), logits.shape[-1])
-    return keras.losses.categorical_crossentropy(
-        y_true, logits, from_logits=True, label_smoothing=label_smoothing
     )
 
 

@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 import time
 from typing import Optional, Sequence
@@ -166,8 +167,9 @@ class Trainer:
         if not self.config.checkpoint_dir:
             return
         directory = self.config.checkpoint_dir
-        if not is_chief(self.strategy):  # non-chief workers write to a scratch dir
-            directory = tempfile.mkdtemp(prefix="zoo-worker-ckpt-")
+        self._scratch_dir = None
+        if not is_chief(self.strategy):  # non-chief workers must save too (collectives), to a scratch dir
+            directory = self._scratch_dir = tempfile.mkdtemp(prefix="zoo-worker-ckpt-")
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, self.config.keep_checkpoints)
 
     def restore(self):
@@ -281,6 +283,8 @@ class Trainer:
             log.info("epoch %s", json.dumps(record))
             if config.progress:
                 print(json.dumps(record), flush=True)
+        if getattr(self, "_scratch_dir", None):
+            shutil.rmtree(self._scratch_dir, ignore_errors=True)
         return history
 
     HISTORY_FILE = "history.json"

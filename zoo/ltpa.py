@@ -1,0 +1,267 @@
+"""Learn To Pay Attention (Jetley et al., ICLR 2018): VGG-att for 32x32 inputs.
+
+Following the official Torch code (``VGGNet/``): a VGG-16-BN trunk with the first two max-pools
+removed gives local features at conv7 (32x32x256), conv10 (16x16x512) and conv13 (8x8x512); two
+extra conv+pool layers and a dense layer give the global vector g (512-d, no ReLU). Each
+attention level s computes compatibility scores ``c_i = <u, l_i + g>`` (``pc``, Eq. 2) or
+``c_i = <l_i, g>`` (``dp``, Eq. 3), normalises them with a softmax over the spatial positions
+(Eq. 1; or a sigmoid), and pools ``g_a = sum_i a_i l_i``. The classifier sees only the g_a
+vectors: concatenated into one linear layer (``concat``) or one classifier per level with the
+logits averaged (``indep``).
+
+Outputs: ``logits``, and per level s (1 = finest): ``attention_s`` (the normalised map a,
+(B, h, w, 1)) and ``attention_scores_s`` (the compatibility scores c before normalisation).
+
+Choices and where they come from (all builder arguments):
+- ``projection="global"`` (official): for the 256-channel level g is projected
+  (BN-ReLU-Dropout-Dense(256)); ``"local"`` (SaoYan's PyTorch port): the local features are
+  projected up with a 1x1 conv (256->512, no bias).
+- ``placement="before"`` (official, SaoYan ``model1``): local features before the max-pools;
+  ``"after"`` (SaoYan ``model2``): after them (16/8/4 resolution).
+- ``normalization="sigmoid"``: ``g_a`` is the spatial *mean* of ``a * l`` (SaoYan's variant).
+- ``indep`` averages the levels' logits (the paper averages predictions; unverified whether
+  before or after the softmax).
+- Dropout rates and the conv bias follow cifar.torch's VGG-BN-Dropout; BN epsilon 1e-3 as in the
+  official code. ``width`` scales every channel count (compact variants for CPU training).
+- The official Lua code hand-averages gradients between paths; here plain autodiff is used.
+"""
+
+import keras
+from keras import layers, ops
+
+from zoo import layers as zl
+from zoo.losses import logits_loss
+from zoo.registry import register_model
+
+# cifar.torch VGG-BN-Dropout: (channels, dropout after the conv's ReLU or None), "M" = max-pool
+VGG16_CONFIG = [(64, 0.3), (64, None), "M", (128, 0.4), (128, None), "M", (256, 0.4), (256, 0.4), (256, None), "M",
+                (512, 0.4), (512, 0.4), (512, None), "M", (512, 0.4), (512, 0.4), (512, None), "M"]
+LTPA_MEAN = (0.4914, 0.4822, 0.4465)
+LTPA_STD = (0.2470, 0.2435, 0.2616)
+BN_EPSILON = 1e-3  # official Torch code
+
+
+@keras.saving.register_keras_serializable(package="attention_zoo")
+class Compatibility(layers.Layer):
+    """Compatibility scores between local features l (B, h, w, C) and a global vector g (B, C).
+
+    ``"pc"``: ``c = <u, l + g> + b`` (a 1x1 conv on l + g, with bias as in the official code);
+    ``"dp"``: ``c = <l, g>`` (no parameters). Returns (B, h, w, 1).
+    """
+
+    MODES = ("pc", "dp")
+
+    def __init__(self, mode="pc", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in self.MODES:
+            raise ValueError(f"compatibility must be one of {self.MODES}, got {mode!r}")
+        self.mode = mode
+        self.score = layers.Dense(1, kernel_initializer=zl.he_normal_fan_out(), name="u") if mode == "pc" else None
+
+    def build(self, local_shape, global_vector_shape):
+        if self.score is not None:
+            self.score.build(tuple(local_shape))
+
+    def call(self, local, global_vector):
+        g = ops.expand_dims(ops.expand_dims(ops.cast(global_vector, local.dtype), 1), 1)
+        if self.mode == "pc":
+            return self.score(local + g)
+        return ops.sum(local * g, axis=-1, keepdims=True)
+
+    def compute_output_shape(self, local_shape, global_vector_shape):
+        return tuple(local_shape)[:-1] + (1,)
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="attention_zoo")
+class AttentionPooling(layers.Layer):
+    """Normalise scores c (B, h, w, 1) into a map a and pool the local features with it.
+
+    ``"softmax"``: a = softmax of c over the h*w positions, ``g_a = sum_i a_i l_i`` (Eq. 1, 4);
+    ``"sigmoid"``: a = sigmoid(c), ``g_a = mean_i a_i l_i``. Returns ``(a, g_a)``.
+    """
+
+    MODES = ("softmax", "sigmoid")
+
+    def __init__(self, normalization="softmax", **kwargs):
+        super().__init__(**kwargs)
+        if normalization not in self.MODES:
+            raise ValueError(f"normalization must be one of {self.MODES}, got {normalization!r}")
+        self.normalization = normalization
+
+    def call(self, local, scores):
+        shape = ops.shape(scores)
+        flat = ops.reshape(ops.cast(scores, "float32"), (shape[0], -1))
+        if self.normalization == "softmax":
+            weights = ops.reshape(ops.softmax(flat, axis=-1), shape)
+            pooled = ops.sum(ops.cast(weights, local.dtype) * local, axis=(1, 2))
+        else:
+            weights = ops.reshape(ops.sigmoid(flat), shape)
+            pooled = ops.mean(ops.cast(weights, local.dtype) * local, axis=(1, 2))
+        return ops.cast(weights, self.compute_dtype), pooled
+
+    def compute_output_shape(self, local_shape, scores_shape):
+        return tuple(scores_shape), (local_shape[0], local_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "normalization": self.normalization}
+
+
+def conv_bn_relu(x, filters, dropout, name, sync_bn):
+    """cifar.torch ConvBNReLU: 3x3 conv with bias -> BN -> ReLU (-> Dropout)."""
+    x = zl.conv(filters, 3, name=f"{name}_conv", use_bias=True)(x)
+    x = layers.BatchNormalization(epsilon=BN_EPSILON, synchronized=sync_bn, name=f"{name}_bn")(x)
+    x = layers.ReLU(name=f"{name}_relu")(x)
+    return layers.Dropout(dropout, name=f"{name}_drop")(x) if dropout else x
+
+
+def channels(c, width):
+    return max(1, int(round(c * width)))
+
+
+def bn_relu_dropout(x, name, sync_bn, rate=0.5):
+    x = layers.BatchNormalization(epsilon=BN_EPSILON, synchronized=sync_bn, name=f"{name}_bn")(x)
+    x = layers.ReLU(name=f"{name}_relu")(x)
+    return layers.Dropout(rate, name=f"{name}_drop")(x)
+
+
+def vgg_att_trunk(x, width, placement, sync_bn):
+    """The VGG-att trunk; returns (local features [conv7, conv10, conv13], trunk output)."""
+    locals_, pools_seen, conv_index = [], 0, 0
+    for item in VGG16_CONFIG[:-1]:  # the trunk stops before the last pool (the global branch has it)
+        if item == "M":
+            pools_seen += 1
+            if pools_seen <= 2:
+                continue  # the first two max-pools are removed
+            if placement == "after":
+                x = layers.MaxPooling2D(2, name=f"pool{pools_seen}")(x)
+                locals_.append(x)
+                continue
+            locals_.append(x)
+            x = layers.MaxPooling2D(2, name=f"pool{pools_seen}")(x)
+            continue
+        conv_index += 1
+        filters, dropout = item
+        x = conv_bn_relu(x, channels(filters, width), dropout, f"conv{conv_index}", sync_bn)
+    if placement == "after":
+        x = layers.MaxPooling2D(2, name="pool5")(x)
+        locals_.append(x)
+    else:
+        locals_.append(x)
+        x = layers.MaxPooling2D(2, name="pool5")(x)
+    return locals_, x
+
+
+def ltpa_vgg(
+    levels=3,
+    num_classes=10,
+    input_shape=(32, 32, 3),
+    compatibility="pc",
+    normalization="softmax",
+    aggregation="concat",
+    placement="before",
+    projection="global",
+    width=1.0,
+    mean=LTPA_MEAN,
+    std=LTPA_STD,
+    sync_bn=False,
+    name=None,
+):
+    """(VGG-att`levels`)-`aggregation`-`compatibility` of the paper, for 32x32 inputs.
+
+    `levels` 3 uses conv7/conv10/conv13, 2 uses conv10/conv13, 1 uses conv13 (official code).
+    """
+    if levels not in (1, 2, 3):
+        raise ValueError(f"levels must be 1, 2 or 3, got {levels}")
+    for arg, value, allowed in (("aggregation", aggregation, ("concat", "indep")),
+                                ("placement", placement, ("before", "after")),
+                                ("projection", projection, ("global", "local"))):
+        if value not in allowed:
+            raise ValueError(f"{arg} must be one of {allowed}, got {value!r}")
+    inputs = keras.Input(tuple(input_shape), name="image")
+    x = zl.preprocessing(mean, std)(inputs)
+    local_features, x = vgg_att_trunk(x, width, placement, sync_bn)
+    c512 = channels(512, width)
+    # global branch: two extra conv+pool layers and a dense layer (no ReLU) -> g
+    x = conv_bn_relu(x, c512, 0.4, "conv14", sync_bn)
+    x = layers.MaxPooling2D(2, name="pool6")(x)
+    x = conv_bn_relu(x, c512, 0.4, "conv15", sync_bn)
+    x = layers.GlobalMaxPooling2D(name="pool7")(x)  # the official 2x2 max-pool of a 2x2 map
+    x = layers.Dropout(0.5, name="global_drop")(x)
+    g = layers.Dense(c512, name="global_fc")(x)
+
+    outputs, pooled = {}, []
+    for level, local in zip(range(4 - levels, 4), local_features[3 - levels:]):
+        index = levels - (3 - level)  # 1 = the finest level used
+        g_level = g
+        if local.shape[-1] != c512:
+            if projection == "global":
+                g_level = bn_relu_dropout(g, f"att{index}_proj", sync_bn)
+                g_level = layers.Dense(local.shape[-1], name=f"att{index}_proj_fc")(g_level)
+            else:
+                local = zl.conv(c512, 1, name=f"att{index}_proj_conv")(local)
+        scores = Compatibility(compatibility, name=f"att{index}_compat")(local, g_level)
+        weights, g_a = AttentionPooling(normalization, name=f"att{index}_pool")(local, scores)
+        outputs[f"attention_{index}"] = zl.float32_output(f"attention_{index}")(weights)
+        outputs[f"attention_scores_{index}"] = zl.float32_output(f"attention_scores_{index}")(scores)
+        pooled.append(bn_relu_dropout(g_a, f"att{index}_out", sync_bn))
+    if aggregation == "concat":
+        features = pooled[0] if len(pooled) == 1 else layers.Concatenate(name="concat")(pooled)
+        logits = layers.Dense(num_classes, name="fc")(features)
+    else:
+        per_level = [layers.Dense(num_classes, name=f"fc{i + 1}")(p) for i, p in enumerate(pooled)]
+        logits = per_level[0] if len(per_level) == 1 else layers.Average(name="fc_average")(per_level)
+    outputs["logits"] = zl.float32_output("logits")(logits)
+    return keras.Model(inputs, outputs, name=name or f"ltpa_vgg_att{levels}")
+
+
+def vgg_cifar(num_classes=10, input_shape=(32, 32, 3), width=1.0, mean=LTPA_MEAN, std=LTPA_STD, sync_bn=False,
+              name=None):
+    """The plain VGG-16-BN-Dropout baseline of cifar.torch (no attention), same `width` knob.
+
+    Classifier: Dropout(.5) -> Dense(512) -> BN -> ReLU -> Dropout(.5) -> Dense(K).
+    """
+    inputs = keras.Input(tuple(input_shape), name="image")
+    x = zl.preprocessing(mean, std)(inputs)
+    conv_index = pool_index = 0
+    for item in VGG16_CONFIG:
+        if item == "M":
+            pool_index += 1
+            x = layers.MaxPooling2D(2, name=f"pool{pool_index}")(x)
+            continue
+        conv_index += 1
+        x = conv_bn_relu(x, channels(item[0], width), item[1], f"conv{conv_index}", sync_bn)
+    x = layers.GlobalAveragePooling2D(name="flatten")(x)  # 1x1 at 32x32 input
+    x = layers.Dropout(0.5, name="cls_input_drop")(x)
+    x = layers.Dense(channels(512, width), name="cls_fc")(x)
+    x = bn_relu_dropout(x, "cls", sync_bn)
+    logits = layers.Dense(num_classes, name="fc")(x)
+    return keras.Model(inputs, {"logits": zl.float32_output("logits")(logits)}, name=name or "vgg16_cifar")
+
+
+LTPA_FEATURES = ("preprocess", "conv")  # the VGG trunk: conv1..conv15 layers
+
+for _levels in (1, 2, 3):
+    register_model(
+        f"ltpa_vgg_att{_levels}",
+        "ltpa",
+        ltpa_vgg,
+        logits_loss,
+        description=f"Learn To Pay Attention, VGG-att{_levels} (32x32 inputs)",
+        feature_layers=LTPA_FEATURES,
+        levels=_levels,
+        num_classes=10,
+        input_shape=(32, 32, 3),
+    )
+register_model(
+    "ltpa_vgg16",
+    "ltpa",
+    vgg_cifar,
+    logits_loss,
+    description="VGG-16-BN-Dropout baseline without attention (the LTPA paper's VGG)",
+    feature_layers=LTPA_FEATURES,
+    num_classes=10,
+    input_shape=(32, 32, 3),
+)
