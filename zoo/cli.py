@@ -161,6 +161,22 @@ def cmd_export(args):
     print(f"exported {args.model} to {path}")
 
 
+def cmd_robustness(args):
+    import zoo
+    from zoo import robustness as zr
+
+    results = {}
+    for name in [args.model, *([args.compare] if args.compare else [])]:
+        results[name] = zr.robustness(zoo.load(name), args.data, args.attacks, args.epsilons, args.sigmas,
+                                      args.pgd_steps, args.max_examples, split=args.split or "test")
+    print(zr.format_table(results))
+    if args.plot:
+        print(f"plot: {zr.plot_curves(results, args.plot)}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
 def cmd_list(args):
     import zoo
 
@@ -210,6 +226,19 @@ def build_parser():
     p.add_argument("--quantize", choices=["float16", "dynamic"], default=None)
     p.add_argument("--output", default=None)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("robustness", help="accuracy under FGSM, PGD and Gaussian noise (optionally vs another model)")
+    p.add_argument("model")
+    add_data_args(p)
+    p.add_argument("--compare", default=None, help="a second model, evaluated side by side")
+    p.add_argument("--attacks", nargs="+", choices=["fgsm", "pgd", "noise"], default=["fgsm", "pgd", "noise"])
+    p.add_argument("--epsilons", nargs="+", type=float, default=[0, 1, 2, 4, 8], help="pixels of 255")
+    p.add_argument("--sigmas", nargs="+", type=float, default=[0, 4, 8, 16, 32], help="noise std, pixels")
+    p.add_argument("--pgd-steps", type=int, default=10)
+    p.add_argument("--max-examples", type=int, default=1000)
+    p.add_argument("--plot", default=None, help="write the accuracy curves to this PNG")
+    p.add_argument("--json", default=None, help="write the numbers to this JSON file")
+    p.set_defaults(func=cmd_robustness)
 
     p = sub.add_parser("list", help="list architectures (or pretrained names)")
     p.add_argument("pattern", nargs="?", default="*")
