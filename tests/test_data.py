@@ -106,3 +106,16 @@ def test_optional_keras_augmentations_mix_labels(toy_source):
     np.testing.assert_allclose(np.sum(y, axis=-1), 1.0, atol=1e-5)
     assert np.any((y.numpy() > 0.01) & (y.numpy() < 0.99))  # some labels really are mixtures
     assert 0.0 <= float(np.min(x)) and float(np.max(x)) <= 255.0
+
+
+def test_open_source_uses_train_and_test_sub_folders(tmp_path):
+    images, labels = toy_images(8, size=8)
+    for split in ("train", "test"):
+        for i, (image, label) in enumerate(zip(images, labels)):
+            folder = tmp_path / split / ["red", "blue"][label]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(folder / f"{split}{i}.png")
+    train = data.open_source(str(tmp_path), "train", image_size=(8, 8))
+    test = data.open_source(str(tmp_path), "test", image_size=(8, 8))
+    assert train.class_names == test.class_names == ["blue", "red"]
+    assert all("/train/" in p for p in train.paths) and all("/test/" in p for p in test.paths)
