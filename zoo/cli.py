@@ -121,7 +121,8 @@ def cmd_finetune(args):
     test = args.data if args.test_split else None
     config = train_config_from_args(args)
     _, history = finetune(args.model, args.data, args.output, config, freeze=args.freeze, test_data=test,
-                          strategy=strategy, resume=args.resume)
+                          strategy=strategy, resume=args.resume, split=args.split or "train",
+                          test_split=args.test_split or "test")
     print(json.dumps(history[-1] if history else {}))
     print(f"saved to {args.output}; use: zoo predict IMAGE --model {args.output}")
 

@@ -11,7 +11,6 @@ from typing import Optional
 from zoo import data as zdata
 from zoo import hub, registry
 from zoo import train as ztrain
-from zoo.hub import model_image_size
 
 
 def freeze_feature_extractor(model):
@@ -36,6 +35,8 @@ def finetune(
     test_data=None,
     strategy=None,
     resume=False,
+    split="train",
+    test_split="test",
 ):
     """Fine-tune `pretrained` (a name ``zoo.load`` accepts) on `data`; returns (model, history).
 
@@ -43,16 +44,19 @@ def finetune(
     ``.npz``, a tfds name, a source). Defaults: 10 epochs, lr 0.01, cosine schedule.
     """
     config = config or ztrain.TrainConfig(epochs=10, lr=0.01)
-    probe = hub.load(pretrained)
-    image_size = model_image_size(probe)
-    source = zdata.open_source(data, "train", image_size)
+    pretrained_config, _ = hub.read_config(pretrained)
+    image_size = pretrained_config.get("image_size") or pretrained_config["build"]["input_shape"][:2]
+    image_size = tuple(size or 32 for size in image_size)  # a dynamic-size model: CIFAR-sized by default
+    source = zdata.open_source(data, split, image_size)
     num_classes = len(source.class_names)
-    test_source = zdata.open_source(test_data, "test", image_size, source.class_names) if test_data is not None else None
+    test_source = None
+    if test_data is not None:
+        test_source = zdata.open_source(test_data, test_split, image_size, source.class_names)
 
     def make_model():
         model = hub.load(pretrained, num_classes=num_classes)
         model.zoo_config["class_names"] = list(source.class_names)
-        model.zoo_config["finetuned_from"] = probe.zoo_config.get("pretrained", str(pretrained))
+        model.zoo_config["finetuned_from"] = pretrained_config.get("pretrained", str(pretrained))
         if freeze:
             model.zoo_config["frozen_layers"] = freeze_feature_extractor(model)
         return model

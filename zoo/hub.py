@@ -84,6 +84,17 @@ def load_weights_into(model, path, reheaded):
         model.load_weights(str(path), skip_mismatch=True)
 
 
+def read_config(name):
+    """``(config, weights_path)`` of a pretrained name or saved-model directory, without building
+    the model (``config``: arch, build kwargs, class names, image size, provenance)."""
+    if is_saved_model_dir(str(name)):
+        return json.loads((Path(name) / CONFIG_FILE).read_text()), Path(name) / WEIGHTS_FILE
+    entry = zweights.manifest_entry(name)
+    config = {"arch": entry["arch"], "build": entry["build"], "class_names": entry["card"].get("class_names"),
+              "pretrained": entry["name"], "image_size": entry["build"]["input_shape"][:2]}
+    return config, zweights.resolve(entry["name"])
+
+
 def load(name, num_classes=None, **build_overrides):
     """A pretrained model in one line: ``zoo.load("abn_resnet20.cifar10")``.
 
@@ -92,14 +103,7 @@ def load(name, num_classes=None, **build_overrides):
     With `num_classes` different from the pretrained head, the classifier layers are left
     freshly initialised (the starting point for fine-tuning); ``model.zoo_config`` says which.
     """
-    if is_saved_model_dir(str(name)):
-        config = json.loads((Path(name) / CONFIG_FILE).read_text())
-        weights_path = Path(name) / WEIGHTS_FILE
-    else:
-        entry = zweights.manifest_entry(name)
-        config = {"arch": entry["arch"], "build": entry["build"], "class_names": entry["card"].get("class_names"),
-                  "pretrained": entry["name"], "image_size": entry["build"]["input_shape"][:2]}
-        weights_path = zweights.resolve(entry["name"])
+    config, weights_path = read_config(name)
     reheaded = num_classes is not None and num_classes != config["build"].get("num_classes")
     model = build_from_config(config, num_classes, **build_overrides)
     load_weights_into(model, weights_path, reheaded)
