@@ -10,6 +10,7 @@ The accuracy in the card is measured here, on the test split, by the same code a
 """
 
 import argparse
+import inspect
 import json
 import shutil
 import sys
@@ -46,17 +47,21 @@ def main():
     target = weights.weights_dir() / file_name
     shutil.copyfile(Path(args.model_dir) / hub.WEIGHTS_FILE, target)
     build = {k: v for k, v in config["build"].items() if k not in ("sync_bn",)}
+    defaults = inspect.signature(zoo.get_spec(config["arch"]).builder).parameters
+    mean = build.get("mean", defaults["mean"].default if "mean" in defaults else None)
+    std = build.get("std", defaults["std"].default if "std" in defaults else None)
     card = {
         "dataset": args.dataset,
         "preprocessing": "RGB uint8/float pixels in [0, 255]; per-channel mean/std normalisation inside the model "
-                         f"(mean={build.get('mean')}, std={build.get('std')})",
+                         f"(mean={list(mean)}, std={list(std)} in [0, 1] units)",
         "class_names": config.get("class_names"),
         "license": args.license,
         "command": args.command,
-        "epochs": len(history),
-        "steps": history[-1]["step"] if history else None,
-        "wall_time": f"{sum(h['seconds'] for h in history) / 3600:.2f} h of training steps "
-                     "(evaluation between epochs not counted)",
+        "epochs": round(config["step"] / config["steps_per_epoch"], 2),
+        "epochs_planned": train_config.get("epochs"),
+        "steps": config["step"],
+        "wall_time": f"{sum(h['seconds'] for h in history) / 3600:.2f} h of training steps over "
+                     f"{len(history)} recorded epochs (evaluation between epochs not counted)",
         "machine": args.machine,
         "train_config": train_config,
         "accuracy": {f"{args.split}_top1": round(metrics["top1"], 4), f"{args.split}_top5": round(metrics["top5"], 4),

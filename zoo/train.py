@@ -328,5 +328,7 @@ def train(model, train_data, config: Optional[TrainConfig] = None, test_data=Non
     if output_dir and is_chief(trainer.strategy):
         from zoo.hub import save_model
 
-        save_model(trainer.model, output_dir, extra={"history": history, "train_config": trainer.config.to_json()})
+        extra = {"history": history, "train_config": trainer.config.to_json(),
+                 "step": int(trainer.optimizer.iterations.numpy()), "steps_per_epoch": trainer.steps_per_epoch}
+        save_model(trainer.model, output_dir, extra=extra)
     return trainer.model, history
