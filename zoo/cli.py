@@ -104,12 +104,21 @@ def open_splits(args, image_size):
 
 
 def cmd_train(args):
-    from zoo import train as ztrain
+    import keras
 
-    strategy = make_strategy(args.strategy)
+    engine = args.engine or ("loop" if keras.backend.backend() == "tensorflow" else "fit")
     train_source, test_source = open_splits(args, tuple(args.image_size))
     build_kwargs = {"input_shape": (*args.image_size, 3), **parse_model_args(args.model_arg)}
-    _, history = ztrain.train(args.model, train_source, train_config_from_args(args), test_source, strategy,
+    config = train_config_from_args(args)
+    if engine == "fit":  # any Keras backend (JAX on GPU machines without TensorFlow)
+        from zoo import fit as zfit
+
+        _, history = zfit.fit(args.model, train_source, config, test_source, build_kwargs, args.output, args.resume)
+        print(json.dumps({k: v[-1] for k, v in history.items()}))
+        return
+    from zoo import train as ztrain
+
+    _, history = ztrain.train(args.model, train_source, config, test_source, make_strategy(args.strategy),
                               resume=args.resume, output_dir=args.output, build_kwargs=build_kwargs)
     print(json.dumps(history[-1] if history else {}))
 
@@ -194,6 +203,9 @@ def build_parser():
     p.add_argument("model", help="architecture name, e.g. abn_resnet20")
     add_data_args(p)
     p.add_argument("--image-size", type=int, nargs=2, default=[32, 32], metavar=("H", "W"))
+    p.add_argument("--engine", choices=["loop", "fit"], default=None,
+                   help="loop: the tf.distribute custom loop (default on TensorFlow); fit: model.fit on any Keras "
+                        "backend (default on JAX/PyTorch)")
     p.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
                    help="builder argument, e.g. --model-arg attention_mode=multiply --model-arg width=32")
     add_train_args(p)

@@ -15,35 +15,24 @@ middle of an epoch sees exactly the batches an uninterrupted run would (see
 random state is not checkpointed.
 """
 
-import dataclasses
 import logging
 import os
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
-import tensorflow as tf
+
+try:  # tf.data pipelines need TensorFlow; the array / .npz loaders also work without it (JAX GPU machines)
+    import tensorflow as tf
+except ImportError:  # pragma: no cover - exercised on machines without TensorFlow
+    tf = None
+
+from zoo.recipe import AugmentConfig  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-
-
-@dataclasses.dataclass
-class AugmentConfig:
-    """Training augmentation: padded random crop + horizontal flip (the CIFAR recipe of the
-    official ABN code), and optional RandAugment, MixUp or CutMix (Keras core layers)."""
-
-    crop_padding: int = 4
-    flip: bool = True
-    rand_augment: bool = False
-    mixup_alpha: float = 0.0
-    cutmix: bool = False
-
-    @property
-    def mixes_labels(self):
-        return self.mixup_alpha > 0 or self.cutmix
 
 
 class ArraySource:
@@ -93,12 +82,16 @@ class ArraySource:
 
 
 def decode_jpeg_blob(blob, offsets):
-    """Decode concatenated JPEG files (``blob[offsets[i]:offsets[i+1]]``) to a uint8 array."""
-    images = [
-        tf.io.decode_jpeg(blob[offsets[i] : offsets[i + 1]].tobytes(), channels=3).numpy()
-        for i in range(len(offsets) - 1)
-    ]
-    return np.stack(images)
+    """Decode concatenated JPEG files (``blob[offsets[i]:offsets[i+1]]``) to a uint8 array
+    (TensorFlow's decoder, or Pillow's where TensorFlow is absent)."""
+    files = [blob[offsets[i] : offsets[i + 1]].tobytes() for i in range(len(offsets) - 1)]
+    if tf is not None:
+        return np.stack([tf.io.decode_jpeg(f, channels=3).numpy() for f in files])
+    import io
+
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.open(io.BytesIO(f)).convert("RGB")) for f in files])
 
 
 def load_cifar10_jpeg(path, split="train"):
@@ -269,7 +262,7 @@ def make_dataset(
     epoch=0,
     skip=0,
     augment: Optional[AugmentConfig] = None,
-    input_context: Optional[tf.distribute.InputContext] = None,
+    input_context: "Optional[tf.distribute.InputContext]" = None,
 ):
     """Batches of ``(float32 images in [0, 255], labels)`` for one epoch of `source`.
 

@@ -1,0 +1,74 @@
+"""The backend-agnostic model.fit path (zoo.fit), here on TensorFlow and in a JAX process."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, TINY, toy_images
+from zoo import fit as zfit
+from zoo.recipe import AugmentConfig, TrainConfig
+
+
+def test_array_batches_shuffle_augment_and_keep_evaluation_order():
+    images, labels = toy_images(40, size=8)
+    batches = zfit.ArrayBatches(images, labels, 16, training=True, seed=3)
+    assert len(batches) == 2
+    x, y = batches[0]
+    assert x.shape == (16, 8, 8, 3) and x.dtype == np.float32
+    np.testing.assert_array_equal(x, zfit.ArrayBatches(images, labels, 16, training=True, seed=3)[0][0])
+    batches.on_epoch_end()
+    assert not np.array_equal(batches[0][1], y)  # reshuffled
+    evaluation = zfit.ArrayBatches(images, labels, 16)
+    assert len(evaluation) == 3 and np.array_equal(evaluation[2][1], labels[32:])
+
+
+def test_augment_batch_is_a_padded_crop_or_flip_of_each_image():
+    image = np.arange(4 * 4 * 3, dtype="uint8").reshape(1, 4, 4, 3) + 1
+    out = zfit.augment_batch(image, np.random.default_rng(0), AugmentConfig(crop_padding=1, flip=True))[0]
+    padded = np.pad(image[0], [(1, 1), (1, 1), (0, 0)])
+    windows = [padded[i : i + 4, j : j + 4] for i in range(3) for j in range(3)]
+    assert any(np.array_equal(out, w) or np.array_equal(out, w[:, ::-1]) for w in windows)
+
+
+def test_fit_learns_and_resumes(tmp_path):
+    images, labels = toy_images(64)
+    config = TrainConfig(epochs=4, batch_size=16, lr=0.1, progress=False, checkpoint_dir=str(tmp_path / "ck"),
+                         checkpoint_every=2)
+    model, history = zfit.fit("abn_resnet20", (images, labels), config, test_data=(images, labels),
+                              build_kwargs={"input_shape": (16, 16, 3), **TINY}, output_dir=tmp_path / "out")
+    assert history["loss"][-1] < history["loss"][0] and history["accuracy"][-1] >= 0.9
+    assert "val_accuracy" in history and (tmp_path / "out" / "model.weights.h5").exists()
+    assert (tmp_path / "ck" / "log.csv").read_text().count("\n") == 5
+    with pytest.raises(FileExistsError, match="resume"):
+        zfit.fit("abn_resnet20", (images, labels), config, build_kwargs={"input_shape": (16, 16, 3), **TINY})
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_fit_trains_under_jax_without_tensorflow(tmp_path):
+    code = f"""
+import json, sys
+sys.path.insert(0, {str(REPO)!r})
+from tests.helpers.other_backend import BlockTensorFlow
+sys.meta_path.insert(0, BlockTensorFlow())
+import keras, numpy as np
+from tests.conftest import TINY, toy_images
+from zoo import fit
+from zoo.recipe import TrainConfig
+images, labels = toy_images(64)
+config = TrainConfig(epochs=3, batch_size=16, lr=0.1, progress=False, mixed_precision="bfloat16")
+model, history = fit.fit("abn_resnet20", (images, labels), config,
+                         build_kwargs={{"input_shape": (16, 16, 3), **TINY}}, output_dir={str(tmp_path / "out")!r})
+print(json.dumps({{"backend": keras.backend.backend(), "loss": history["loss"]}}))
+"""
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["backend"] == "jax" and out["loss"][-1] < out["loss"][0]
+    assert (tmp_path / "out" / "config.json").exists()

@@ -1,0 +1,91 @@
+"""A training recipe: hyper-parameters, augmentation settings, learning-rate schedules and the
+mixed-precision policy. Backend-agnostic (no TensorFlow), shared by the tf.distribute loop
+(:mod:`zoo.train`) and the ``model.fit`` path for any Keras backend (:mod:`zoo.fit`).
+"""
+
+import contextlib
+import dataclasses
+from typing import Optional, Sequence
+
+import keras
+
+
+@dataclasses.dataclass
+class AugmentConfig:
+    """Training augmentation: padded random crop + horizontal flip (the CIFAR recipe of the
+    official ABN code), and optional RandAugment, MixUp or CutMix (Keras core layers)."""
+
+    crop_padding: int = 4
+    flip: bool = True
+    rand_augment: bool = False
+    mixup_alpha: float = 0.0
+    cutmix: bool = False
+
+    @property
+    def mixes_labels(self):
+        return self.mixup_alpha > 0 or self.cutmix
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Hyper-parameters of a run (defaults: the official ABN CIFAR recipe, shortened, cosine)."""
+
+    epochs: int = 30
+    batch_size: int = 128  # global batch, split across replicas
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  # "cosine" or "step"
+    milestones: Sequence[int] = (150, 225)  # epochs, for "step"
+    gamma: float = 0.1  # "step" factor
+    warmup_epochs: float = 0.0  # linear warm-up, for "cosine"
+    label_smoothing: float = 0.0
+    loss_kwargs: dict = dataclasses.field(default_factory=dict)  # e.g. {"attention_loss_weight": 1}
+    mixed_precision: Optional[str] = None  # None, "bfloat16" or "float16"
+    seed: int = 0
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+    checkpoint_dir: Optional[str] = None
+    checkpoint_every: int = 500  # steps
+    keep_checkpoints: int = 3
+    log_dir: Optional[str] = None  # TensorBoard
+    log_every: int = 50  # steps
+    eval_batch_size: int = 500
+    progress: bool = True
+    max_steps: Optional[int] = None  # stop early (tests, benchmarks)
+    deterministic: bool = False  # tf.config.experimental.enable_op_determinism()
+
+    def to_json(self):
+        return {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in vars(self).items()}
+
+
+def learning_rate_schedule(config: TrainConfig, steps_per_epoch):
+    """The learning rate as a Keras schedule over optimizer steps."""
+    total = max(1, config.epochs * steps_per_epoch)
+    if config.schedule == "cosine":
+        warmup = int(config.warmup_epochs * steps_per_epoch)
+        return keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0 if warmup else config.lr,
+            decay_steps=max(1, total - warmup),
+            warmup_target=config.lr if warmup else None,
+            warmup_steps=warmup,
+        )
+    if config.schedule == "step":
+        boundaries = [int(m * steps_per_epoch) for m in config.milestones]
+        values = [config.lr * config.gamma**i for i in range(len(boundaries) + 1)]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    raise ValueError(f"schedule must be 'cosine' or 'step', got {config.schedule!r}")
+
+
+@contextlib.contextmanager
+def dtype_policy(mixed_precision):
+    """Build layers under ``mixed_<precision>`` and restore the global policy afterwards."""
+    previous = keras.config.dtype_policy()
+    if mixed_precision:
+        if mixed_precision not in ("bfloat16", "float16"):
+            raise ValueError(f"mixed_precision must be 'bfloat16' or 'float16', got {mixed_precision!r}")
+        keras.config.set_dtype_policy(f"mixed_{mixed_precision}")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
