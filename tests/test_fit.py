@@ -72,3 +72,25 @@ print(json.dumps({{"backend": keras.backend.backend(), "loss": history["loss"]}}
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["backend"] == "jax" and out["loss"][-1] < out["loss"][0]
     assert (tmp_path / "out" / "config.json").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_zoo_train_command_under_jax_picks_the_fit_engine(tmp_path):
+    from tests.conftest import write_toy_npz
+
+    data = write_toy_npz(tmp_path / "toy.npz")
+    code = f"""
+import sys
+sys.path.insert(0, {str(REPO)!r})
+from tests.helpers.other_backend import BlockTensorFlow
+sys.meta_path.insert(0, BlockTensorFlow())
+from zoo.cli import main
+sys.exit(main(["train", "abn_resnet20", "--data", {str(data)!r}, "--image-size", "16", "16", "--model-arg", "depth=8",
+               "--model-arg", "width=4", "--epochs", "1", "--batch-size", "16", "--output", {str(tmp_path / "m")!r},
+               "--no-progress"]))
+"""
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "val_accuracy" in result.stdout and (tmp_path / "m" / "model.weights.h5").exists()

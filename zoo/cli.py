@@ -22,7 +22,7 @@ def add_data_args(parser, required=True):
 
 
 def add_train_args(parser):
-    from zoo.train import TrainConfig
+    from zoo.recipe import TrainConfig
 
     d = TrainConfig()
     parser.add_argument("--test-split", default="test", help="split of --data evaluated after each epoch ('' for none)")
@@ -53,8 +53,7 @@ def add_train_args(parser):
 
 
 def train_config_from_args(args):
-    from zoo.data import AugmentConfig
-    from zoo.train import TrainConfig
+    from zoo.recipe import AugmentConfig, TrainConfig
 
     return TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
