@@ -128,29 +128,22 @@ def bn_relu_dropout(x, name, sync_bn, rate=0.5):
 
 
 def vgg_att_trunk(x, width, placement, sync_bn):
-    """The VGG-att trunk; returns (local features [conv7, conv10, conv13], trunk output)."""
+    """The VGG-att trunk: VGG-16 without its first two max-pools. Returns the local features at
+    conv7, conv10 and conv13 (before their max-pool, or after it with ``placement="after"``) and
+    the trunk output (after the last pool)."""
     locals_, pools_seen, conv_index = [], 0, 0
-    for item in VGG16_CONFIG[:-1]:  # the trunk stops before the last pool (the global branch has it)
+    for item in VGG16_CONFIG:
         if item == "M":
             pools_seen += 1
             if pools_seen <= 2:
                 continue  # the first two max-pools are removed
-            if placement == "after":
-                x = layers.MaxPooling2D(2, name=f"pool{pools_seen}")(x)
-                locals_.append(x)
-                continue
-            locals_.append(x)
-            x = layers.MaxPooling2D(2, name=f"pool{pools_seen}")(x)
+            pooled = layers.MaxPooling2D(2, name=f"pool{pools_seen}")(x)
+            locals_.append(x if placement == "before" else pooled)
+            x = pooled
             continue
         conv_index += 1
         filters, dropout = item
         x = conv_bn_relu(x, channels(filters, width), dropout, f"conv{conv_index}", sync_bn)
-    if placement == "after":
-        x = layers.MaxPooling2D(2, name="pool5")(x)
-        locals_.append(x)
-    else:
-        locals_.append(x)
-        x = layers.MaxPooling2D(2, name="pool5")(x)
     return locals_, x
 
 
