@@ -119,3 +119,5 @@ def test_open_source_uses_train_and_test_sub_folders(tmp_path):
     test = data.open_source(str(tmp_path), "test", image_size=(8, 8))
     assert train.class_names == test.class_names == ["blue", "red"]
     assert all("/train/" in p for p in train.paths) and all("/test/" in p for p in test.paths)
+    with pytest.raises(ValueError, match="no val/ folder"):
+        data.open_source(str(tmp_path), "val")

@@ -197,8 +197,11 @@ def open_source(data, split="train", image_size=(32, 32), class_names=None):
     data = str(data)
     if os.path.isdir(data):
         split_dir = os.path.join(data, split)
-        root = split_dir if os.path.isdir(split_dir) else data
-        return FolderSource(root, image_size, class_names)
+        if os.path.isdir(split_dir):
+            return FolderSource(split_dir, image_size, class_names)
+        if os.path.isdir(os.path.join(data, "train")):  # a split layout without the requested split
+            raise ValueError(f"{data} has a train/ folder but no {split}/ folder")
+        return FolderSource(data, image_size, class_names)
     if data.endswith(".npz"):
         if not os.path.exists(data):
             raise FileNotFoundError(f"{data} does not exist")
