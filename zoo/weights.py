@@ -108,11 +108,12 @@ def resolve(name, offline=None):
         return cached
     if offline is None:
         offline = os.environ.get("ATTENTION_ZOO_OFFLINE", "") not in ("", "0")
-    problem = f"{cached} has the wrong sha256 (a corrupt earlier copy)" if cached.exists() else f"not in {cached}"
+    problems = [f"{path} has the wrong sha256" if path.exists() else f"not in {path.parent}"
+                for path in (shipped, cached)]
     if offline or not entry.get("urls"):
         raise WeightsError(
-            f"weights {filename} for {entry['name']!r} are not available offline: {problem} and not shipped in "
-            f"{weights_dir()}. Put a copy with sha256 {sha256} there, or allow downloads from {entry.get('urls')}"
+            f"weights {filename} for {entry['name']!r} are not available offline: {'; '.join(problems)}. "
+            f"Put a copy with sha256 {sha256} at {cached}, or allow downloads from {entry.get('urls')}"
         )
     return download(entry["urls"], filename, sha256, cached)
 
