@@ -66,8 +66,7 @@ def cifar_block_type(depth, block="auto"):
     """
     if block == "auto":
         block = "bottleneck" if depth >= 44 else "basic"
-    if block not in zl.BLOCKS:
-        raise ValueError(f"block must be 'auto', 'basic' or 'bottleneck', got {block!r}")
+    zl.check_option("block", block, ("auto", *zl.BLOCKS))
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, 110), got {depth}")
     return block, (depth - 2) // 6

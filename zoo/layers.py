@@ -17,6 +17,13 @@ CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
 
 
+def check_option(name, value, allowed):
+    """Raise a ValueError naming the allowed values when `value` is not one of them."""
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {tuple(allowed)}, got {value!r}")
+    return value
+
+
 def he_normal_fan_out():
     """`N(0, sqrt(2 / (k*k*out_channels)))`, the init of the official ABN/ResNet code."""
     return keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
@@ -111,9 +118,7 @@ class AttentionGate(layers.Layer):
 
     def __init__(self, mode="residual", **kwargs):
         super().__init__(**kwargs)
-        if mode not in self.MODES:
-            raise ValueError(f"attention mode must be one of {self.MODES}, got {mode!r}")
-        self.mode = mode
+        self.mode = check_option("attention mode", mode, self.MODES)
 
     def call(self, features, attention):
         attention = ops.cast(attention, features.dtype)

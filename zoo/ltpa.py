@@ -53,9 +53,7 @@ class Compatibility(layers.Layer):
 
     def __init__(self, mode="pc", **kwargs):
         super().__init__(**kwargs)
-        if mode not in self.MODES:
-            raise ValueError(f"compatibility must be one of {self.MODES}, got {mode!r}")
-        self.mode = mode
+        self.mode = zl.check_option("compatibility", mode, self.MODES)
         self.score = layers.Dense(1, kernel_initializer=zl.he_normal_fan_out(), name="u") if mode == "pc" else None
 
     def build(self, local_shape, global_vector_shape):
@@ -87,9 +85,7 @@ class AttentionPooling(layers.Layer):
 
     def __init__(self, normalization="softmax", **kwargs):
         super().__init__(**kwargs)
-        if normalization not in self.MODES:
-            raise ValueError(f"normalization must be one of {self.MODES}, got {normalization!r}")
-        self.normalization = normalization
+        self.normalization = zl.check_option("normalization", normalization, self.MODES)
 
     def call(self, local, scores):
         shape = ops.shape(scores)
@@ -166,13 +162,10 @@ def ltpa_vgg(
 
     `levels` 3 uses conv7/conv10/conv13, 2 uses conv10/conv13, 1 uses conv13 (official code).
     """
-    if levels not in (1, 2, 3):
-        raise ValueError(f"levels must be 1, 2 or 3, got {levels}")
-    for arg, value, allowed in (("aggregation", aggregation, ("concat", "indep")),
-                                ("placement", placement, ("before", "after")),
-                                ("projection", projection, ("global", "local"))):
-        if value not in allowed:
-            raise ValueError(f"{arg} must be one of {allowed}, got {value!r}")
+    zl.check_option("levels", levels, (1, 2, 3))
+    zl.check_option("aggregation", aggregation, ("concat", "indep"))
+    zl.check_option("placement", placement, ("before", "after"))
+    zl.check_option("projection", projection, ("global", "local"))
     inputs = keras.Input(tuple(input_shape), name="image")
     x = zl.preprocessing(mean, std)(inputs)
     local_features, x = vgg_att_trunk(x, width, placement, sync_bn)
