@@ -2,6 +2,7 @@
 
 import itertools
 
+import keras
 import numpy as np
 import pytest
 
@@ -86,6 +87,18 @@ def test_baseline_vgg_has_no_attention_and_the_same_trunk_width():
     att = zoo.build("ltpa_vgg_att3", width=W)
     assert list(base(X)) == ["logits"] and zoo.attention_maps(base, X) == {}
     assert base.get_layer("conv13_conv").kernel.shape == att.get_layer("conv13_conv").kernel.shape
+
+
+@pytest.mark.parametrize("arch", ["ltpa_vgg_att3", "ltpa_vgg16"])
+def test_dropout_scale_multiplies_every_rate_and_zero_removes_dropout(arch):
+    def rates(model):
+        return {layer.name: layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)}
+
+    official, half, none = (rates(zoo.build(arch, width=W, dropout_scale=s)) for s in (1.0, 0.5, 0.0))
+    assert official["conv1_drop"] == pytest.approx(0.3) and max(official.values()) == pytest.approx(0.5)
+    assert half.keys() == official.keys()
+    assert all(half[name] == pytest.approx(rate / 2) for name, rate in official.items())
+    assert none == {}
 
 
 def test_ltpa_exports_to_tflite_builtins_with_parity(tmp_path):

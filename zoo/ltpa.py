@@ -120,10 +120,10 @@ def channels(c, width):
 def bn_relu_dropout(x, name, sync_bn, rate=0.5):
     x = layers.BatchNormalization(epsilon=BN_EPSILON, synchronized=sync_bn, name=f"{name}_bn")(x)
     x = layers.ReLU(name=f"{name}_relu")(x)
-    return layers.Dropout(rate, name=f"{name}_drop")(x)
+    return layers.Dropout(rate, name=f"{name}_drop")(x) if rate else x
 
 
-def vgg_att_trunk(x, width, placement, sync_bn):
+def vgg_att_trunk(x, width, placement, sync_bn, dropout_scale=1.0):
     """The VGG-att trunk: VGG-16 without its first two max-pools. Returns the local features at
     conv7, conv10 and conv13 (before their max-pool, or after it with ``placement="after"``) and
     the trunk output (after the last pool)."""
@@ -139,7 +139,7 @@ def vgg_att_trunk(x, width, placement, sync_bn):
             continue
         conv_index += 1
         filters, dropout = item
-        x = conv_bn_relu(x, channels(filters, width), dropout, f"conv{conv_index}", sync_bn)
+        x = conv_bn_relu(x, channels(filters, width), (dropout or 0) * dropout_scale, f"conv{conv_index}", sync_bn)
     return locals_, x
 
 
@@ -153,6 +153,7 @@ def ltpa_vgg(
     placement="before",
     projection="global",
     width=1.0,
+    dropout_scale=1.0,
     mean=LTPA_MEAN,
     std=LTPA_STD,
     sync_bn=False,
@@ -161,6 +162,8 @@ def ltpa_vgg(
     """(VGG-att`levels`)-`aggregation`-`compatibility` of the paper, for 32x32 inputs.
 
     `levels` 3 uses conv7/conv10/conv13, 2 uses conv10/conv13, 1 uses conv13 (official code).
+    `dropout_scale` multiplies every dropout rate (1 = cifar.torch's rates; the compact CPU
+    weights use 0.5, a choice of ours for short schedules on narrow nets).
     """
     zl.check_option("levels", levels, (1, 2, 3))
     zl.check_option("aggregation", aggregation, ("concat", "indep"))
@@ -168,14 +171,15 @@ def ltpa_vgg(
     zl.check_option("projection", projection, ("global", "local"))
     inputs = keras.Input(tuple(input_shape), name="image")
     x = zl.preprocessing(mean, std)(inputs)
-    local_features, x = vgg_att_trunk(x, width, placement, sync_bn)
+    local_features, x = vgg_att_trunk(x, width, placement, sync_bn, dropout_scale)
     c512 = channels(512, width)
     # global branch: two extra conv+pool layers and a dense layer (no ReLU) -> g
-    x = conv_bn_relu(x, c512, 0.4, "conv14", sync_bn)
+    x = conv_bn_relu(x, c512, 0.4 * dropout_scale, "conv14", sync_bn)
     x = layers.MaxPooling2D(2, name="pool6")(x)
-    x = conv_bn_relu(x, c512, 0.4, "conv15", sync_bn)
+    x = conv_bn_relu(x, c512, 0.4 * dropout_scale, "conv15", sync_bn)
     x = layers.GlobalMaxPooling2D(name="pool7")(x)  # the official 2x2 max-pool of a 2x2 map
-    x = layers.Dropout(0.5, name="global_drop")(x)
+    if dropout_scale:
+        x = layers.Dropout(0.5 * dropout_scale, name="global_drop")(x)
     g = layers.Dense(c512, name="global_fc")(x)
 
     outputs, pooled = {}, []
@@ -184,7 +188,7 @@ def ltpa_vgg(
         g_level = g
         if local.shape[-1] != c512:
             if projection == "global":
-                g_level = bn_relu_dropout(g, f"att{index}_proj", sync_bn)
+                g_level = bn_relu_dropout(g, f"att{index}_proj", sync_bn, 0.5 * dropout_scale)
                 g_level = layers.Dense(local.shape[-1], name=f"att{index}_proj_fc")(g_level)
             else:
                 local = zl.conv(c512, 1, name=f"att{index}_proj_conv")(local)
@@ -192,7 +196,7 @@ def ltpa_vgg(
         weights, g_a = AttentionPooling(normalization, name=f"att{index}_pool")(local, scores)
         outputs[f"attention_{index}"] = zl.float32_output(f"attention_{index}")(weights)
         outputs[f"attention_scores_{index}"] = zl.float32_output(f"attention_scores_{index}")(scores)
-        pooled.append(bn_relu_dropout(g_a, f"att{index}_out", sync_bn))
+        pooled.append(bn_relu_dropout(g_a, f"att{index}_out", sync_bn, 0.5 * dropout_scale))
     if aggregation == "concat":
         features = pooled[0] if len(pooled) == 1 else layers.Concatenate(name="concat")(pooled)
         logits = layers.Dense(num_classes, name="fc")(features)
@@ -203,9 +207,10 @@ def ltpa_vgg(
     return keras.Model(inputs, outputs, name=name or f"ltpa_vgg_att{levels}")
 
 
-def vgg_cifar(num_classes=10, input_shape=(32, 32, 3), width=1.0, mean=LTPA_MEAN, std=LTPA_STD, sync_bn=False,
-              name=None):
-    """The plain VGG-16-BN-Dropout baseline of cifar.torch (no attention), same `width` knob.
+def vgg_cifar(num_classes=10, input_shape=(32, 32, 3), width=1.0, dropout_scale=1.0, mean=LTPA_MEAN, std=LTPA_STD,
+              sync_bn=False, name=None):
+    """The plain VGG-16-BN-Dropout baseline of cifar.torch (no attention), same `width` and
+    `dropout_scale` knobs as :func:`ltpa_vgg`.
 
     Classifier: Dropout(.5) -> Dense(512) -> BN -> ReLU -> Dropout(.5) -> Dense(K).
     """
@@ -218,11 +223,12 @@ def vgg_cifar(num_classes=10, input_shape=(32, 32, 3), width=1.0, mean=LTPA_MEAN
             x = layers.MaxPooling2D(2, name=f"pool{pool_index}")(x)
             continue
         conv_index += 1
-        x = conv_bn_relu(x, channels(item[0], width), item[1], f"conv{conv_index}", sync_bn)
+        x = conv_bn_relu(x, channels(item[0], width), (item[1] or 0) * dropout_scale, f"conv{conv_index}", sync_bn)
     x = layers.GlobalAveragePooling2D(name="flatten")(x)  # 1x1 at 32x32 input
-    x = layers.Dropout(0.5, name="cls_input_drop")(x)
+    if dropout_scale:
+        x = layers.Dropout(0.5 * dropout_scale, name="cls_input_drop")(x)
     x = layers.Dense(channels(512, width), name="cls_fc")(x)
-    x = bn_relu_dropout(x, "cls", sync_bn)
+    x = bn_relu_dropout(x, "cls", sync_bn, 0.5 * dropout_scale)
     logits = layers.Dense(num_classes, name="fc")(x)
     return keras.Model(inputs, {"logits": zl.float32_output("logits")(logits)}, name=name or "vgg16_cifar")
 
