@@ -23,6 +23,18 @@ from zoo import hub, weights  # noqa: E402
 from zoo.evaluation import evaluate  # noqa: E402
 
 
+def training_stages(model_dir):
+    """The saved configs of `model_dir` and of the local models it was fine-tuned from, oldest
+    first (a warm restart is a fine-tune of the stage before it)."""
+    stages = []
+    while model_dir is not None:
+        config = json.loads((Path(model_dir) / hub.CONFIG_FILE).read_text())
+        stages.insert(0, config)
+        parent = config.get("finetuned_from")
+        model_dir = parent if parent and hub.is_saved_model_dir(parent) else None
+    return stages
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir")
@@ -41,7 +53,8 @@ def main():
     config = json.loads((Path(args.model_dir) / hub.CONFIG_FILE).read_text())
     model = zoo.load(args.model_dir)
     metrics = evaluate(model, args.data, split=args.split, progress=False)
-    history = config.get("history", [])
+    stages = training_stages(args.model_dir)
+    history = [record for stage in stages for record in stage.get("history", [])]
     train_config = config.get("train_config", {})
     file_name = f"{args.name}.weights.h5"
     target = weights.weights_dir() / file_name
@@ -57,9 +70,11 @@ def main():
         "class_names": config.get("class_names"),
         "license": args.license,
         "command": args.command,
-        "epochs": round(config["step"] / config["steps_per_epoch"], 2),
-        "epochs_planned": train_config.get("epochs"),
-        "steps": config["step"],
+        "epochs": round(sum(stage["step"] / stage["steps_per_epoch"] for stage in stages), 2),
+        "epochs_planned": sum(stage.get("train_config", {}).get("epochs", 0) for stage in stages),
+        "steps": sum(stage["step"] for stage in stages),
+        "stages": [{key: stage.get("train_config", {}).get(key) for key in ("epochs", "lr", "schedule", "seed")}
+                   for stage in stages],
         "wall_time": f"{sum(h['seconds'] for h in history) / 3600:.2f} h of training steps over "
                      f"{len(history)} recorded epochs (evaluation between epochs not counted)",
         "machine": args.machine,

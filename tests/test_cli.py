@@ -39,10 +39,12 @@ def test_finetune_then_predict_evaluate_export(tiny_model, image_folder, tmp_pat
                            tiny_model.get_layer("stage3_block1_1_conv").kernel)  # trained
     config = json.loads((out / "config.json").read_text())
     assert config["finetuned_from"] and "stem_conv" in config["frozen_layers"]
+    assert config["step"] == 2 * config["steps_per_epoch"] > 0  # what weight cards count epochs from
 
     image = next((image_folder / "green").glob("*.png"))
     capsys.readouterr()
-    assert main(["predict", str(image), "--model", str(out), "--overlay-dir", str(tmp_path / "ov"), "--top-k", "3"]) == 0
+    overlays = str(tmp_path / "ov")
+    assert main(["predict", str(image), "--model", str(out), "--overlay-dir", overlays, "--top-k", "3"]) == 0
     printed = capsys.readouterr().out
     assert all(name in printed for name in ("red", "blue", "green")) and "attention overlay" in printed
     assert (tmp_path / "ov" / f"{image.stem}.attention.png").exists()

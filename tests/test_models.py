@@ -17,8 +17,10 @@ def test_cifar_abn_outputs_and_block_type(depth, block, first_block_layers):
     assert outputs["attention_logits"].shape == (2, 7)
     assert outputs["attention"].shape == (2, 16, 16, 1)  # feature-extractor resolution
     n = (depth - 2) // 6  # official code: 6n+2 for both block types
-    assert len([l for l in model.layers if l.name.startswith("stage3_block") and l.name.endswith("_out")]) == n
-    convs = [l for l in model.layers if l.name.startswith("stage1_block1_") and l.name.endswith("_conv")]
+    blocks = [layer for layer in model.layers if layer.name.startswith("stage3_block") and layer.name.endswith("_out")]
+    assert len(blocks) == n
+    convs = [layer for layer in model.layers
+             if layer.name.startswith("stage1_block1_") and layer.name.endswith("_conv")]
     assert len([c for c in convs if "down" not in c.name]) == first_block_layers
 
 

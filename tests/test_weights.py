@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import zoo
+from tests.conftest import CIFAR_JPEG, needs_cifar
 from zoo import weights
 from zoo.weights import WeightsError
 
@@ -158,3 +159,19 @@ def test_the_real_manifest_cards_are_complete_and_hashes_match():
         model = zoo.load(name)
         assert model(np.zeros((1, *entry["build"]["input_shape"]), "float32"))["logits"].shape[-1] == len(
             entry["card"]["class_names"])
+
+
+@needs_cifar
+@pytest.mark.parametrize("name", [n for n, e in json.loads(
+    (Path(__file__).parent.parent / "weights" / "manifest.json").read_text()).items()
+    if e["card"]["dataset"].startswith("CIFAR-10 (JPEG")])
+def test_shipped_cifar_weights_match_their_card_on_the_first_1000_test_images(name):
+    """The card's accuracy was measured on all 10,000 images; 1,000 of them must agree within
+    5 points (about 4 binomial standard deviations): catches wrong weights or preprocessing."""
+    from zoo.data import load_cifar10_jpeg
+    from zoo.evaluation import evaluate
+
+    test = load_cifar10_jpeg(CIFAR_JPEG, "test")
+    subset = (test.images[:1000], test.labels[:1000])
+    top1 = evaluate(zoo.load(name), subset, progress=False)["top1"]
+    assert abs(top1 - weights.manifest_entry(name)["card"]["accuracy"]["test_top1"]) < 0.05, top1

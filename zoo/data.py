@@ -122,7 +122,9 @@ class FolderSource:
         paths, labels = [], []
         for label, name in enumerate(self.class_names):
             folder = root / name
-            files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS) if folder.is_dir() else []
+            files = []
+            if folder.is_dir():
+                files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
             paths += [str(p) for p in files]
             labels += [label] * len(files)
         self.skipped = []
@@ -276,7 +278,9 @@ def make_dataset(
     Training drops the last partial batch; evaluation keeps it.
     """
     augment = augment or AugmentConfig()
-    shard, num_shards = (input_context.input_pipeline_id, input_context.num_input_pipelines) if input_context else (0, 1)
+    shard, num_shards = 0, 1
+    if input_context:
+        shard, num_shards = input_context.input_pipeline_id, input_context.num_input_pipelines
     if isinstance(source, TfdsSource):
         ds = source.ordered_dataset(training, seed, epoch).shard(num_shards, shard).skip(skip)
         positions = tf.data.Dataset.range(skip, 2**62)

@@ -64,7 +64,8 @@ def finetune(
     trainer = ztrain.Trainer(make_model, source, config, test_source, strategy)
     history = trainer.fit(resume=resume)
     if ztrain.is_chief(trainer.strategy):
-        extra = {"history": history, "train_config": config.to_json(), "image_size": list(image_size)}
+        extra = {"history": history, "train_config": config.to_json(), "image_size": list(image_size),
+                 "step": int(trainer.optimizer.iterations.numpy()), "steps_per_epoch": trainer.steps_per_epoch}
         hub.save_model(trainer.model, output_dir, extra=extra)
     return trainer.model, history
 

@@ -44,7 +44,8 @@ def check_images(model, images):
         if expected[axis] is not None and images.shape[axis] != expected[axis]:
             raise ValueError(
                 f"this model takes {expected[1]}x{expected[2]} images, got {images.shape[1]}x{images.shape[2]}; "
-                "resize them (zoo.prediction.load_image(path, size=...)) or build the model with input_shape=(None, None, 3)"
+                "resize them (zoo.prediction.load_image(path, size=...)) or build the model with "
+                "input_shape=(None, None, 3)"
             )
     return images.astype("float32")
 

@@ -130,7 +130,8 @@ class Trainer:
         def step_fn(images, labels):
             with tf.GradientTape() as tape:
                 outputs = model(images, training=True)
-                per_example = self.loss_fn(labels, outputs, label_smoothing=config.label_smoothing, **config.loss_kwargs)
+                per_example = self.loss_fn(labels, outputs, label_smoothing=config.label_smoothing,
+                                           **config.loss_kwargs)
                 loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
                 scaled = optimizer.scale_loss(loss) if config.mixed_precision == "float16" else loss
             variables = model.trainable_variables
@@ -180,7 +181,9 @@ class Trainer:
             epoch, in_epoch = divmod(step, self.steps_per_epoch)
             iterator = self._distributed_epoch(epoch, in_epoch)
             steps_this_epoch = min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch)
-            bar = keras.utils.Progbar(steps_this_epoch, stateful_metrics=["loss", "acc", "lr"]) if config.progress else None
+            bar = None
+            if config.progress:
+                bar = keras.utils.Progbar(steps_this_epoch, stateful_metrics=["loss", "acc", "lr"])
             self.train_loss.reset_state()
             self.train_acc.reset_state()
             first_step = step
@@ -193,9 +196,11 @@ class Trainer:
                 if self.manager is not None and step % config.checkpoint_every == 0:
                     self.save_checkpoint()
                 if writer is not None and step % config.log_every == 0:
-                    self._log_scalars(writer, step, {"train/loss": self.train_loss.result(), "train/lr": self.current_lr()})
+                    scalars = {"train/loss": self.train_loss.result(), "train/lr": self.current_lr()}
+                    self._log_scalars(writer, step, scalars)
                 if bar is not None:
-                    bar.update(in_epoch + 1, [("loss", float(self.train_loss.result())), ("acc", float(self.train_acc.result())), ("lr", self.current_lr())])
+                    bar.update(in_epoch + 1, [("loss", float(self.train_loss.result())),
+                                              ("acc", float(self.train_acc.result())), ("lr", self.current_lr())])
             record = {
                 "epoch": epoch + 1,
                 "first_step": first_step,  # records of a resumed run cover disjoint step ranges
@@ -251,7 +256,8 @@ class Trainer:
         writer.flush()
 
 
-def train(model, train_data, config: Optional[TrainConfig] = None, test_data=None, strategy=None, resume=False, output_dir=None, build_kwargs=None):
+def train(model, train_data, config: Optional[TrainConfig] = None, test_data=None, strategy=None, resume=False,
+          output_dir=None, build_kwargs=None):
     """Train `model` (an architecture name or a model factory) and optionally save it.
 
     Returns ``(model, history)``; with `output_dir`, the trained model is written there with

@@ -41,14 +41,16 @@ def main(mode):
         split_cpu(2)
         mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         trainer, _, w_mirrored = run(mirrored)
-        sync_bn = [l.synchronized for l in trainer.model.layers if hasattr(l, "synchronized")]
-        kinds = sorted({type(v.value if hasattr(v, "value") else v).__name__ for v in trainer.model.trainable_variables})
+        sync_bn = [layer.synchronized for layer in trainer.model.layers if hasattr(layer, "synchronized")]
+        variables = trainer.model.trainable_variables
+        kinds = sorted({type(v.value if hasattr(v, "value") else v).__name__ for v in variables})
         _, _, w_unsynced = run(mirrored, sync_bn=False)
         _, _, w_single = run(tf.distribute.OneDeviceStrategy("/cpu:0"))
         diff = max(float(np.abs(a - b).max()) for a, b in zip(w_mirrored, w_single))
         diff_unsynced = max(float(np.abs(a - b).max()) for a, b in zip(w_unsynced, w_single))
         moved = max(float(np.abs(a).max()) for a in w_single)
-        print(json.dumps({"replicas": mirrored.num_replicas_in_sync, "max_abs_diff": diff, "max_abs_diff_unsynced_bn": diff_unsynced, "all_sync_bn": all(sync_bn),
+        print(json.dumps({"replicas": mirrored.num_replicas_in_sync, "max_abs_diff": diff,
+                          "max_abs_diff_unsynced_bn": diff_unsynced, "all_sync_bn": all(sync_bn),
                           "variable_types": kinds, "max_weight": moved}))
     elif mode == "multi-worker":
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
