@@ -101,6 +101,13 @@ def test_dropout_scale_multiplies_every_rate_and_zero_removes_dropout(arch):
     assert none == {}
 
 
+def test_batch_norm_follows_cifar_torch():
+    """Torch's BN momentum 0.1 is Keras' 0.9 (a 0.99 average lags ~100 steps behind at lr 0.1)."""
+    bns = [layer for layer in zoo.build("ltpa_vgg_att3", width=W).layers
+           if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(bns) == 19 and {(bn.momentum, bn.epsilon) for bn in bns} == {(0.9, 1e-3)}
+
+
 def test_ltpa_exports_to_tflite_builtins_with_parity(tmp_path):
     from zoo import export
 

@@ -42,11 +42,9 @@ def conv(filters, kernel_size, strides=1, name=None, use_bias=False):
     )
 
 
-def batch_norm(name=None, synchronized=False):
+def batch_norm(name=None, synchronized=False, epsilon=BN_EPSILON):
     """BatchNorm with PyTorch's epsilon/momentum; `synchronized` syncs statistics across replicas."""
-    return layers.BatchNormalization(
-        epsilon=BN_EPSILON, momentum=BN_MOMENTUM, synchronized=synchronized, name=name
-    )
+    return layers.BatchNormalization(epsilon=epsilon, momentum=BN_MOMENTUM, synchronized=synchronized, name=name)
 
 
 def conv_bn(x, filters, kernel_size, strides=1, name="", relu=True, sync_bn=False):

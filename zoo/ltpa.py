@@ -38,7 +38,7 @@ VGG16_CONFIG = [(64, 0.3), (64, None), "M", (128, 0.4), (128, None), "M", (256, 
                 (512, 0.4), (512, 0.4), (512, None), "M", (512, 0.4), (512, 0.4), (512, None), "M"]
 LTPA_MEAN = (0.4914, 0.4822, 0.4465)
 LTPA_STD = (0.2470, 0.2435, 0.2616)
-BN_EPSILON = 1e-3  # official Torch code
+BN_EPSILON = 1e-3  # cifar.torch passes eps 1e-3; momentum is Torch's 0.1 (= Keras 0.9), as in zoo.layers
 
 
 @keras.saving.register_keras_serializable(package="attention_zoo")
@@ -108,7 +108,7 @@ class AttentionPooling(layers.Layer):
 def conv_bn_relu(x, filters, dropout, name, sync_bn):
     """cifar.torch ConvBNReLU: 3x3 conv with bias -> BN -> ReLU (-> Dropout)."""
     x = zl.conv(filters, 3, name=f"{name}_conv", use_bias=True)(x)
-    x = layers.BatchNormalization(epsilon=BN_EPSILON, synchronized=sync_bn, name=f"{name}_bn")(x)
+    x = zl.batch_norm(f"{name}_bn", sync_bn, epsilon=BN_EPSILON)(x)
     x = layers.ReLU(name=f"{name}_relu")(x)
     return layers.Dropout(dropout, name=f"{name}_drop")(x) if dropout else x
 
@@ -118,7 +118,7 @@ def channels(c, width):
 
 
 def bn_relu_dropout(x, name, sync_bn, rate=0.5):
-    x = layers.BatchNormalization(epsilon=BN_EPSILON, synchronized=sync_bn, name=f"{name}_bn")(x)
+    x = zl.batch_norm(f"{name}_bn", sync_bn, epsilon=BN_EPSILON)(x)
     x = layers.ReLU(name=f"{name}_relu")(x)
     return layers.Dropout(rate, name=f"{name}_drop")(x) if rate else x
 
