@@ -50,10 +50,10 @@ def main():
     parser.add_argument("--default", action="store_true", help="the default tag of its architecture")
     args = parser.parse_args()
 
-    config = json.loads((Path(args.model_dir) / hub.CONFIG_FILE).read_text())
+    stages = training_stages(args.model_dir)
+    config = stages[-1]
     model = zoo.load(args.model_dir)
     metrics = evaluate(model, args.data, split=args.split, progress=False)
-    stages = training_stages(args.model_dir)
     history = [record for stage in stages for record in stage.get("history", [])]
     train_config = config.get("train_config", {})
     file_name = f"{args.name}.weights.h5"

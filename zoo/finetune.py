@@ -64,8 +64,7 @@ def finetune(
     trainer = ztrain.Trainer(make_model, source, config, test_source, strategy)
     history = trainer.fit(resume=resume)
     if ztrain.is_chief(trainer.strategy):
-        extra = {"history": history, "train_config": config.to_json(), "image_size": list(image_size),
-                 "step": int(trainer.optimizer.iterations.numpy()), "steps_per_epoch": trainer.steps_per_epoch}
+        extra = {**trainer.run_summary(history), "image_size": list(image_size)}
         hub.save_model(trainer.model, output_dir, extra=extra)
     return trainer.model, history
 

@@ -33,9 +33,9 @@ from zoo import layers as zl
 from zoo.losses import logits_loss
 from zoo.registry import register_model
 
-# cifar.torch VGG-BN-Dropout: (channels, dropout after the conv's ReLU or None), "M" = max-pool
-VGG16_CONFIG = [(64, 0.3), (64, None), "M", (128, 0.4), (128, None), "M", (256, 0.4), (256, 0.4), (256, None), "M",
-                (512, 0.4), (512, 0.4), (512, None), "M", (512, 0.4), (512, 0.4), (512, None), "M"]
+# cifar.torch VGG-BN-Dropout: (channels, dropout rate after the conv's ReLU), "M" = max-pool
+VGG16_CONFIG = [(64, 0.3), (64, 0), "M", (128, 0.4), (128, 0), "M", (256, 0.4), (256, 0.4), (256, 0), "M",
+                (512, 0.4), (512, 0.4), (512, 0), "M", (512, 0.4), (512, 0.4), (512, 0), "M"]
 LTPA_MEAN = (0.4914, 0.4822, 0.4465)
 LTPA_STD = (0.2470, 0.2435, 0.2616)
 BN_EPSILON = 1e-3  # cifar.torch passes eps 1e-3; momentum is Torch's 0.1 (= Keras 0.9), as in zoo.layers
@@ -110,17 +110,22 @@ def conv_bn_relu(x, filters, dropout, name, sync_bn):
     x = zl.conv(filters, 3, name=f"{name}_conv", use_bias=True)(x)
     x = zl.batch_norm(f"{name}_bn", sync_bn, epsilon=BN_EPSILON)(x)
     x = layers.ReLU(name=f"{name}_relu")(x)
-    return layers.Dropout(dropout, name=f"{name}_drop")(x) if dropout else x
+    return dropout_layer(x, dropout, f"{name}_drop")
 
 
 def channels(c, width):
     return max(1, int(round(c * width)))
 
 
+def dropout_layer(x, rate, name):
+    """Dropout, or nothing at rate 0 (``dropout_scale=0`` removes every dropout layer)."""
+    return layers.Dropout(rate, name=name)(x) if rate else x
+
+
 def bn_relu_dropout(x, name, sync_bn, rate=0.5):
     x = zl.batch_norm(f"{name}_bn", sync_bn, epsilon=BN_EPSILON)(x)
     x = layers.ReLU(name=f"{name}_relu")(x)
-    return layers.Dropout(rate, name=f"{name}_drop")(x) if rate else x
+    return dropout_layer(x, rate, f"{name}_drop")
 
 
 def vgg_att_trunk(x, width, placement, sync_bn, dropout_scale=1.0):
@@ -139,7 +144,7 @@ def vgg_att_trunk(x, width, placement, sync_bn, dropout_scale=1.0):
             continue
         conv_index += 1
         filters, dropout = item
-        x = conv_bn_relu(x, channels(filters, width), (dropout or 0) * dropout_scale, f"conv{conv_index}", sync_bn)
+        x = conv_bn_relu(x, channels(filters, width), dropout * dropout_scale, f"conv{conv_index}", sync_bn)
     return locals_, x
 
 
@@ -178,8 +183,7 @@ def ltpa_vgg(
     x = layers.MaxPooling2D(2, name="pool6")(x)
     x = conv_bn_relu(x, c512, 0.4 * dropout_scale, "conv15", sync_bn)
     x = layers.GlobalMaxPooling2D(name="pool7")(x)  # the official 2x2 max-pool of a 2x2 map
-    if dropout_scale:
-        x = layers.Dropout(0.5 * dropout_scale, name="global_drop")(x)
+    x = dropout_layer(x, 0.5 * dropout_scale, "global_drop")
     g = layers.Dense(c512, name="global_fc")(x)
 
     outputs, pooled = {}, []
@@ -223,10 +227,9 @@ def vgg_cifar(num_classes=10, input_shape=(32, 32, 3), width=1.0, dropout_scale=
             x = layers.MaxPooling2D(2, name=f"pool{pool_index}")(x)
             continue
         conv_index += 1
-        x = conv_bn_relu(x, channels(item[0], width), (item[1] or 0) * dropout_scale, f"conv{conv_index}", sync_bn)
+        x = conv_bn_relu(x, channels(item[0], width), item[1] * dropout_scale, f"conv{conv_index}", sync_bn)
     x = layers.GlobalAveragePooling2D(name="flatten")(x)  # 1x1 at 32x32 input
-    if dropout_scale:
-        x = layers.Dropout(0.5 * dropout_scale, name="cls_input_drop")(x)
+    x = dropout_layer(x, 0.5 * dropout_scale, "cls_input_drop")
     x = layers.Dense(channels(512, width), name="cls_fc")(x)
     x = bn_relu_dropout(x, "cls", sync_bn, 0.5 * dropout_scale)
     logits = layers.Dense(num_classes, name="fc")(x)

@@ -228,6 +228,11 @@ class Trainer:
 
     HISTORY_FILE = "history.json"
 
+    def run_summary(self, history):
+        """What a saved model records of its training (weight cards count epochs from it)."""
+        return {"history": history, "train_config": self.config.to_json(),
+                "step": int(self.optimizer.iterations.numpy()), "steps_per_epoch": self.steps_per_epoch}
+
     def load_history(self):
         """Epoch records of the run so far (kept next to the checkpoints, so resumes extend it)."""
         path = os.path.join(self.config.checkpoint_dir or "", self.HISTORY_FILE)
@@ -268,7 +273,5 @@ def train(model, train_data, config: Optional[TrainConfig] = None, test_data=Non
     if output_dir and is_chief(trainer.strategy):
         from zoo.hub import save_model
 
-        extra = {"history": history, "train_config": trainer.config.to_json(),
-                 "step": int(trainer.optimizer.iterations.numpy()), "steps_per_epoch": trainer.steps_per_epoch}
-        save_model(trainer.model, output_dir, extra=extra)
+        save_model(trainer.model, output_dir, extra=trainer.run_summary(history))
     return trainer.model, history
