@@ -35,6 +35,18 @@ def training_stages(model_dir):
     return stages
 
 
+def wall_time(stages):
+    """Training wall time from the saved histories: the tf.distribute loop's per-epoch ``seconds``
+    (steps only) or the model.fit engine's ``epoch_seconds`` (evaluation and compilation included)."""
+    loop = [record["seconds"] for stage in stages for record in stage.get("history", [])]
+    if loop:
+        return (f"{sum(loop) / 3600:.2f} h of training steps over {len(loop)} recorded epochs "
+                "(evaluation between epochs not counted)")
+    fit = [seconds for stage in stages for seconds in stage.get("history_fit", {}).get("epoch_seconds", [])]
+    return (f"{sum(fit) / 3600:.2f} h over {len(fit)} recorded epochs (model.fit engine: evaluation and "
+            "compilation included)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir")
@@ -46,6 +58,7 @@ def main():
     parser.add_argument("--machine", required=True)
     parser.add_argument("--license", default="Apache-2.0 (weights); CIFAR-10 images by Krizhevsky et al.")
     parser.add_argument("--notes", default="")
+    parser.add_argument("--wall-time", default=None, help="text for the card when the saved history is partial")
     parser.add_argument("--url", action="append", default=[], help="download mirror(s) of the weight file")
     parser.add_argument("--default", action="store_true", help="the default tag of its architecture")
     args = parser.parse_args()
@@ -54,7 +67,6 @@ def main():
     config = stages[-1]
     model = zoo.load(args.model_dir)
     metrics = evaluate(model, args.data, split=args.split, progress=False)
-    history = [record for stage in stages for record in stage.get("history", [])]
     train_config = config.get("train_config", {})
     file_name = f"{args.name}.weights.h5"
     target = weights.weights_dir() / file_name
@@ -75,8 +87,7 @@ def main():
         "steps": sum(stage["step"] for stage in stages),
         "stages": [{key: stage.get("train_config", {}).get(key) for key in ("epochs", "lr", "schedule", "seed")}
                    for stage in stages],
-        "wall_time": f"{sum(h['seconds'] for h in history) / 3600:.2f} h of training steps over "
-                     f"{len(history)} recorded epochs (evaluation between epochs not counted)",
+        "wall_time": args.wall_time or wall_time(stages),
         "machine": args.machine,
         "train_config": train_config,
         "accuracy": {f"{args.split}_top1": round(metrics["top1"], 4), f"{args.split}_top5": round(metrics["top5"], 4),

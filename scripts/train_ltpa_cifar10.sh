@@ -7,12 +7,13 @@
 # from the official one (lr 1.0, x0.5 every 25 epochs, 300 epochs, flip only): cosine schedule,
 # lr 0.1, crop+flip (SaoYan's PyTorch port uses crop+flip too), bfloat16, and dropout rates x0.5
 # (DROPOUT_SCALE; 1 = cifar.torch's rates) for narrow nets on short schedules.
-# EPOCHS (default 30: ~3.5 h for ltpa_vgg_att3 at width 0.25 on the 2-core CPU; --resume continues it).
+# EPOCHS (default 30: ~3.5 h for ltpa_vgg_att3 at width 0.25 on the 2-core CPU, --resume continues it;
+# 5 min on a lent H100 with ZOO_TRAIN=scripts/device_train.sh, see scripts/device_cifar10.sh).
 set -euo pipefail
 ARCH=${1:?arch}; WIDTH=${2:?width}; shift 2
 DATA=${CIFAR10_JPEG:-../shared/datasets/cifar10-jpeg.npz}
 RUN=${RUN_DIR:-$HOME/.cache/attention-zoo/runs/${ARCH}_w${WIDTH}.cifar10}
-exec zoo train "$ARCH" --data "$DATA" --split train --test-split test --model-arg "width=$WIDTH" \
+exec ${ZOO_TRAIN:-zoo train} "$ARCH" --data "$DATA" --split train --test-split test --model-arg "width=$WIDTH" \
   --model-arg "dropout_scale=${DROPOUT_SCALE:-0.5}" \
   --epochs ${EPOCHS:-30} --batch-size 128 --lr 0.1 --momentum 0.9 --weight-decay 5e-4 --schedule cosine \
   --mixed-precision bfloat16 --seed 0 \

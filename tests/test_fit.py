@@ -43,9 +43,21 @@ def test_fit_learns_and_resumes(tmp_path):
                               build_kwargs={"input_shape": (16, 16, 3), **TINY}, output_dir=tmp_path / "out")
     assert history["loss"][-1] < history["loss"][0] and history["accuracy"][-1] >= 0.9
     assert "val_accuracy" in history and (tmp_path / "out" / "model.weights.h5").exists()
-    assert (tmp_path / "ck" / "log.csv").read_text().count("\n") == 5
+    log = (tmp_path / "ck" / "log.csv").read_text()
+    assert log.count("\n") == 5 and "epoch_seconds" in log.splitlines()[0]
+    assert len(history["epoch_seconds"]) == 4 and min(history["epoch_seconds"]) > 0
     with pytest.raises(FileExistsError, match="resume"):
         zfit.fit("abn_resnet20", (images, labels), config, build_kwargs={"input_shape": (16, 16, 3), **TINY})
+
+
+def test_a_resumed_fit_shuffles_and_augments_as_the_epoch_it_resumes():
+    images, labels = toy_images(32)
+    resumed = zfit.ArrayBatches(images, labels, 8, training=True, seed=3)
+    zfit.DataEpoch(resumed).on_epoch_begin(5)
+    epoch5 = zfit.ArrayBatches(images, labels, 8, training=True, seed=3, first_epoch=5)
+    epoch0 = zfit.ArrayBatches(images, labels, 8, training=True, seed=3)
+    assert np.array_equal(resumed[1][0], epoch5[1][0]) and np.array_equal(resumed[1][1], epoch5[1][1])
+    assert not np.array_equal(resumed[1][0], epoch0[1][0])
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")

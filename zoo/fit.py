@@ -7,12 +7,13 @@ loop's coupled decay), cosine/step schedules, mixed precision, padded-crop + fli
 (numpy, seeded by epoch and batch), checkpoints and resume with
 ``keras.callbacks.BackupAndRestore``, a CSV log. What it does not do: tf.distribute (use
 :mod:`zoo.train`), tf.data sources (folders are read with Pillow, tfds needs TensorFlow), and
-bit-exact resumes (after a resume the data order restarts from the resumed epoch's seed, not
-mid-epoch).
+bit-exact resumes (a resume restarts the interrupted epoch, with that epoch's data order, so the
+steps it had done run twice).
 """
 
 import math
 import os
+import time
 
 import keras
 import numpy as np
@@ -55,9 +56,12 @@ class ArrayBatches(keras.utils.PyDataset):
             images = augment_batch(images, np.random.default_rng([self.seed, self.epoch, index]), self.augment)
         return images.astype("float32"), labels
 
-    def on_epoch_end(self):
-        self.epoch += 1
+    def set_epoch(self, epoch):
+        self.epoch = epoch
         self.order = self._order()
+
+    def on_epoch_end(self):
+        self.set_epoch(self.epoch + 1)
 
 
 def augment_batch(images, rng, config: AugmentConfig):
@@ -125,7 +129,8 @@ def fit(model, train_data, config: TrainConfig, test_data=None, build_kwargs=Non
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     trainer.compile(optimizer=optimizer)
     trainer(np.asarray(images[:1], "float32"))  # built before fit (BackupAndRestore needs it)
-    callbacks = []
+    batches = ArrayBatches(images, labels, config.batch_size, True, config.seed, config.augment)
+    callbacks = [DataEpoch(batches), EpochTimer()]
     if config.checkpoint_dir:
         os.makedirs(config.checkpoint_dir, exist_ok=True)
         backup = os.path.join(config.checkpoint_dir, "backup")
@@ -134,7 +139,6 @@ def fit(model, train_data, config: TrainConfig, test_data=None, build_kwargs=Non
         callbacks.append(keras.callbacks.BackupAndRestore(backup, save_freq=config.checkpoint_every,
                                                           delete_checkpoint=False))
         callbacks.append(keras.callbacks.CSVLogger(os.path.join(config.checkpoint_dir, "log.csv"), append=resume))
-    batches = ArrayBatches(images, labels, config.batch_size, True, config.seed, config.augment)
     validation = None
     if test_data is not None:
         test_images, test_labels, _ = unpack(test_data)
@@ -143,7 +147,7 @@ def fit(model, train_data, config: TrainConfig, test_data=None, build_kwargs=Non
     if config.max_steps:
         epochs = max(1, math.ceil(config.max_steps / steps_per_epoch))
     history = trainer.fit(batches, epochs=epochs, validation_data=validation, callbacks=callbacks,
-                          verbose=1 if config.progress else 0,
+                          verbose=1 if config.progress else 2,
                           steps_per_epoch=min(steps_per_epoch, config.max_steps or steps_per_epoch))
     if output_dir:
         from zoo.hub import save_model
@@ -152,6 +156,29 @@ def fit(model, train_data, config: TrainConfig, test_data=None, build_kwargs=Non
                                            "step": int(ops.convert_to_numpy(optimizer.iterations)),
                                            "steps_per_epoch": steps_per_epoch})
     return net, history.history
+
+
+class DataEpoch(keras.callbacks.Callback):
+    """Keeps the training batches' shuffle/augmentation epoch equal to fit's epoch (after a resume too)."""
+
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.batches.epoch != epoch:
+            self.batches.set_epoch(epoch)
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds ``epoch_seconds`` (wall time of the epoch, evaluation included) to the epoch logs."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self.start
 
 
 def unpack(data):
