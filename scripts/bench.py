@@ -35,14 +35,8 @@ from zoo import layers as zl  # noqa: E402
 from zoo.data import ArraySource  # noqa: E402
 from zoo.train import TrainConfig, Trainer, dtype_policy  # noqa: E402
 
-
-def timed(step, warmup, steps, batch):
-    for _ in range(warmup):
-        step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return steps * batch / (time.perf_counter() - start)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_fit import per_second as timed  # noqa: E402  (images/s of a step after warm-up)
 
 
 def fake_data(n, size=32, num_classes=10, seed=0):
