@@ -69,6 +69,19 @@ def test_list(capsys):
     assert capsys.readouterr().out.split() == ["abn_resnet101", "abn_resnet110", "abn_resnet152"]
 
 
+def test_list_pretrained_shows_each_cards_measured_accuracy(capsys):
+    from zoo import weights
+
+    assert main(["list", "--pretrained"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    manifest = weights.load_manifest()
+    assert [line.split()[0] for line in lines] == sorted(manifest)
+    for line in lines:
+        card = manifest[line.split()[0]]["card"]
+        assert f"top-1 {card['accuracy']['test_top1']:.2%}" in " ".join(line.split())
+        assert line.endswith("(default)") == bool(manifest[line.split()[0]]["default"])
+
+
 def test_default_model_predicts_the_shipped_examples(tmp_path, capsys):
     """README's first command: the shipped ABN weights, no network."""
     examples = sorted((REPO / "examples").glob("*.png"))

@@ -190,7 +190,18 @@ def cmd_list(args):
     import zoo
 
     for name in zoo.list_models(args.pattern, pretrained=args.pretrained):
-        print(name)
+        print(pretrained_summary(name) if args.pretrained else name)
+
+
+def pretrained_summary(name):
+    """``name  top-1  top-5  dataset  [default]`` from the weights card (accuracies as measured)."""
+    from zoo import weights
+
+    entry = weights.manifest_entry(name)
+    accuracy = entry.get("card", {}).get("accuracy", {})
+    top1, top5 = (f"{accuracy[key]:.2%}" if key in accuracy else "-" for key in ("test_top1", "test_top5"))
+    default = "  (default)" if entry.get("default") else ""
+    return f"{name:32s} top-1 {top1:>7s}  top-5 {top5:>7s}  {accuracy.get('dataset', '')}{default}"
 
 
 def build_parser():
