@@ -3,14 +3,15 @@
 # GPU (JAX, zoo.fit engine; see scripts/device_train.sh for the one-time preparation), e.g.:
 #   device run (carry .whl .data): scripts/device_cifar10.sh ltpa|abn
 # Each job is a recipe script run with ZOO_TRAIN=scripts/device_train.sh; every job gets LIMIT
-# seconds (a job stopped by it can go on in a next call while the machine is warm: RESUME=1). Small models come back as $OUT/NAME.tar (RUN_DIR/model), models over 60 MB as float16
-# copies split into 15 MB parts ($OUT/NAME.f16.weights.h5.partNN: `cat` them, then load with zoo.load).
+# seconds (a job stopped by it can go on in a next call while the machine is warm: RESUME=1).
+# Small models come back as $OUT/NAME.tar (RUN_DIR/model), models over 60 MB as float16 copies
+# split into 15 MB parts ($OUT/NAME.f16.weights.h5.partNN: `cat` them, then load with zoo.load).
 set -uo pipefail
 : "${OUT:?run through the device tool}"
 LIMIT=${LIMIT:-550}
 export ZOO_TRAIN=scripts/device_train.sh CIFAR10_JPEG=.data/cifar10-jpeg.npz
 export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
+"$ZOO_TRAIN" --setup-only || exit 1
 mkdir -p /tmp/runs
 
 job() {  # job NAME [VAR=value ...] RECIPE ARGS...; RESUME=1 continues a run left on a still-warm machine

@@ -14,5 +14,6 @@ set -euo pipefail
 if [ ! -d /tmp/site/keras ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
 fi
+[ "${1:-}" = --setup-only ] && exit 0  # install once before starting several runs side by side
 export PYTHONPATH="/tmp/site:$PWD" KERAS_BACKEND=jax
 exec python3 -m zoo.cli train "$@" --engine fit --no-progress

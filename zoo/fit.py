@@ -20,7 +20,7 @@ import numpy as np
 from keras import ops
 
 from zoo import registry
-from zoo.recipe import AugmentConfig, TrainConfig, dtype_policy, learning_rate_schedule
+from zoo.recipe import AugmentConfig, TrainConfig, dtype_policy, learning_rate_schedule, run_summary
 
 
 class ArrayBatches(keras.utils.PyDataset):
@@ -152,9 +152,8 @@ def fit(model, train_data, config: TrainConfig, test_data=None, build_kwargs=Non
     if output_dir:
         from zoo.hub import save_model
 
-        save_model(net, output_dir, extra={"history_fit": history.history, "train_config": config.to_json(),
-                                           "step": int(ops.convert_to_numpy(optimizer.iterations)),
-                                           "steps_per_epoch": steps_per_epoch})
+        step = ops.convert_to_numpy(optimizer.iterations)
+        save_model(net, output_dir, extra=run_summary(config, step, steps_per_epoch, history_fit=history.history))
     return net, history.history
 
 

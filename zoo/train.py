@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from zoo import data as zdata
 from zoo import registry
-from zoo.recipe import TrainConfig, dtype_policy, learning_rate_schedule  # noqa: F401 (re-exported)
+from zoo.recipe import TrainConfig, dtype_policy, learning_rate_schedule, run_summary  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -230,8 +230,7 @@ class Trainer:
 
     def run_summary(self, history):
         """What a saved model records of its training (weight cards count epochs from it)."""
-        return {"history": history, "train_config": self.config.to_json(),
-                "step": int(self.optimizer.iterations.numpy()), "steps_per_epoch": self.steps_per_epoch}
+        return run_summary(self.config, self.optimizer.iterations.numpy(), self.steps_per_epoch, history=history)
 
     def load_history(self):
         """Epoch records of the run so far (kept next to the checkpoints, so resumes extend it)."""
