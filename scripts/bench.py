@@ -31,9 +31,9 @@ import keras  # noqa: E402
 
 import zoo  # noqa: E402
 from zoo import export as zexport  # noqa: E402
-from zoo import layers as zl  # noqa: E402
+from zoo.models import layers as zl  # noqa: E402
 from zoo.data import ArraySource  # noqa: E402
-from zoo.train import TrainConfig, Trainer, dtype_policy  # noqa: E402
+from zoo.training.loop import TrainConfig, Trainer, dtype_policy  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_fit import per_second as timed  # noqa: E402  (images/s of a step after warm-up)

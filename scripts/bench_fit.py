@@ -4,7 +4,7 @@
     KERAS_BACKEND=jax python scripts/bench_fit.py [--batch-size 128] [--steps 50] [--models abn_resnet20 ...]
 
 For each model: the compiled train step alone (`train_on_batch` on a batch already in memory,
-bfloat16 and float32) and the input pipeline alone (`zoo.fit.ArrayBatches`: shuffle, padded crop,
+bfloat16 and float32) and the input pipeline alone (`zoo.training.fit.ArrayBatches`: shuffle, padded crop,
 flip in numpy), in images/s. When the pipeline is slower than the step, training is input-bound.
 Ratios are to the first row, which is what to compare on a shared machine.
 """
@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from zoo import fit as zfit  # noqa: E402
+from zoo.training import fit as zfit  # noqa: E402
 from zoo import registry  # noqa: E402
-from zoo.recipe import dtype_policy  # noqa: E402
+from zoo.training.recipe import dtype_policy  # noqa: E402
 
 MODELS = ["abn_resnet20", "ltpa_vgg16:0.25", "ltpa_vgg_att3:0.25", "ltpa_vgg16:1", "ltpa_vgg_att3:1"]
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device-tool call that trains a batch of CIFAR-10 (JPEG copy) recipes side by side on a lent
-# GPU (JAX, zoo.fit engine; see scripts/device_train.sh for the one-time preparation), e.g.:
+# GPU (JAX, zoo.training.fit engine; see scripts/device_train.sh for the one-time preparation), e.g.:
 #   device run (carry .whl .data): scripts/device_cifar10.sh ltpa|abn
 # Each job is a recipe script run with ZOO_TRAIN=scripts/device_train.sh; every job gets LIMIT
 # seconds (a job stopped by it can go on in a next call while the machine is warm: RESUME=1).

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO, TINY, toy_images
-from zoo import fit as zfit
-from zoo.recipe import AugmentConfig, TrainConfig
+from zoo.training import fit as zfit
+from zoo.training.recipe import AugmentConfig, TrainConfig
 
 
 def test_array_batches_shuffle_augment_and_keep_evaluation_order():
@@ -69,8 +69,8 @@ from tests.helpers.other_backend import BlockTensorFlow
 sys.meta_path.insert(0, BlockTensorFlow())
 import keras, numpy as np
 from tests.conftest import TINY, toy_images
-from zoo import fit
-from zoo.recipe import TrainConfig
+from zoo.training import fit
+from zoo.training.recipe import TrainConfig
 images, labels = toy_images(64)
 config = TrainConfig(epochs=3, batch_size=16, lr=0.1, progress=False, mixed_precision="bfloat16")
 model, history = fit.fit("abn_resnet20", (images, labels), config,

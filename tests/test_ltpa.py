@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo.ltpa import AttentionPooling, Compatibility
+from zoo.models.ltpa import AttentionPooling, Compatibility
 
 W = 0.125  # 1/8 width: the same graph, small enough for the CPU test suite
 X = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from tests.conftest import TINY
 from zoo import robustness as zr
-from zoo.train import TrainConfig, Trainer
+from zoo.training.loop import TrainConfig, Trainer
 
 
 @pytest.fixture(scope="module")

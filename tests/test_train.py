@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import REPO, TINY, write_toy_npz
-from zoo.train import TrainConfig, Trainer, learning_rate_schedule
+from zoo.training.loop import TrainConfig, Trainer, learning_rate_schedule
 
 BUILD = {"input_shape": (16, 16, 3), **TINY}
 

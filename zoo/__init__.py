@@ -7,7 +7,7 @@
     zoo.list_models("abn*"); zoo.build("abn_resnet56", num_classes=100)
 """
 
-from zoo import abn, ltpa  # noqa: F401  (each family module registers its architectures)
+from zoo import models  # noqa: F401  (each family module registers its architectures)
 from zoo.evaluation import evaluate
 from zoo.explain import attention_maps, overlay, save_overlay
 from zoo.hub import load, save_model

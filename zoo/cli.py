@@ -22,7 +22,7 @@ def add_data_args(parser, required=True):
 
 
 def add_train_args(parser):
-    from zoo.recipe import TrainConfig
+    from zoo.training.recipe import TrainConfig
 
     d = TrainConfig()
     parser.add_argument("--test-split", default="test", help="split of --data evaluated after each epoch ('' for none)")
@@ -53,7 +53,7 @@ def add_train_args(parser):
 
 
 def train_config_from_args(args):
-    from zoo.recipe import AugmentConfig, TrainConfig
+    from zoo.training.recipe import AugmentConfig, TrainConfig
 
     return TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
@@ -110,12 +110,12 @@ def cmd_train(args):
     build_kwargs = {"input_shape": (*args.image_size, 3), **parse_model_args(args.model_arg)}
     config = train_config_from_args(args)
     if engine == "fit":  # any Keras backend (JAX on GPU machines without TensorFlow)
-        from zoo import fit as zfit
+        from zoo.training import fit as zfit
 
         _, history = zfit.fit(args.model, train_source, config, test_source, build_kwargs, args.output, args.resume)
         print(json.dumps({k: v[-1] for k, v in history.items()}))
         return
-    from zoo import train as ztrain
+    from zoo.training import loop as ztrain
 
     _, history = ztrain.train(args.model, train_source, config, test_source, make_strategy(args.strategy),
                               resume=args.resume, output_dir=args.output, build_kwargs=build_kwargs)
@@ -123,7 +123,7 @@ def cmd_train(args):
 
 
 def cmd_finetune(args):
-    from zoo.finetune import finetune
+    from zoo.training.finetune import finetune
 
     strategy = make_strategy(args.strategy)
     test = args.data if args.test_split else None

@@ -24,7 +24,7 @@ def run(strategy, steps=6, batch_size=16, mixed_precision=None, **build_kwargs):
     import zoo  # noqa: F401
     from tests.conftest import TINY, toy_images
     from zoo.data import ArraySource
-    from zoo.train import TrainConfig, Trainer
+    from zoo.training.loop import TrainConfig, Trainer
 
     images, labels = toy_images(64)
     config = TrainConfig(epochs=10, batch_size=batch_size, lr=0.05, max_steps=steps, progress=False, seed=3,

@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from zoo import data as zdata
 from zoo import registry
-from zoo.recipe import TrainConfig, dtype_policy, learning_rate_schedule, run_summary  # noqa: F401 (re-exported)
+from zoo.training.recipe import TrainConfig, dtype_policy, learning_rate_schedule, run_summary  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 

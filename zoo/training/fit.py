@@ -20,7 +20,7 @@ import numpy as np
 from keras import ops
 
 from zoo import registry
-from zoo.recipe import AugmentConfig, TrainConfig, dtype_policy, learning_rate_schedule, run_summary
+from zoo.training.recipe import AugmentConfig, TrainConfig, dtype_policy, learning_rate_schedule, run_summary
 
 
 class ArrayBatches(keras.utils.PyDataset):

@@ -20,8 +20,8 @@ Choices where the paper and code differ (configurable):
 import keras
 from keras import layers
 
-from zoo import layers as zl
-from zoo.losses import classification_loss
+from zoo.models import layers as zl
+from zoo.models.losses import classification_loss
 from zoo.registry import register_model
 
 CIFAR_DEPTHS = (20, 32, 44, 56, 110)

@@ -29,8 +29,8 @@ Choices and where they come from (all builder arguments):
 import keras
 from keras import layers, ops
 
-from zoo import layers as zl
-from zoo.losses import logits_loss
+from zoo.models import layers as zl
+from zoo.models.losses import logits_loss
 from zoo.registry import register_model
 
 # cifar.torch VGG-BN-Dropout: (channels, dropout rate after the conv's ReLU), "M" = max-pool
@@ -38,7 +38,7 @@ VGG16_CONFIG = [(64, 0.3), (64, 0), "M", (128, 0.4), (128, 0), "M", (256, 0.4), 
                 (512, 0.4), (512, 0.4), (512, 0), "M", (512, 0.4), (512, 0.4), (512, 0), "M"]
 LTPA_MEAN = (0.4914, 0.4822, 0.4465)
 LTPA_STD = (0.2470, 0.2435, 0.2616)
-BN_EPSILON = 1e-3  # cifar.torch passes eps 1e-3; momentum is Torch's 0.1 (= Keras 0.9), as in zoo.layers
+BN_EPSILON = 1e-3  # cifar.torch passes eps 1e-3; momentum is Torch's 0.1 (= Keras 0.9), as in zoo.models.layers
 
 
 @keras.saving.register_keras_serializable(package="attention_zoo")

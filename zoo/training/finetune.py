@@ -10,7 +10,7 @@ from typing import Optional
 
 from zoo import data as zdata
 from zoo import hub, registry
-from zoo import train as ztrain
+from zoo.training import loop as ztrain
 
 
 def freeze_feature_extractor(model):

@@ -27,7 +27,7 @@ try:  # tf.data pipelines need TensorFlow; the array / .npz loaders also work wi
 except ImportError:  # pragma: no cover - exercised on machines without TensorFlow
     tf = None
 
-from zoo.recipe import AugmentConfig  # noqa: F401 (re-exported)
+from zoo.training.recipe import AugmentConfig  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
