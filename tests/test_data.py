@@ -31,12 +31,38 @@ def test_training_epochs_are_deterministic_resumable_and_augmented(toy_source):
     assert not np.array_equal(np.sort(aug.reshape(64, -1), 0), np.sort(x.numpy().reshape(64, -1), 0))
 
 
-def test_augment_image_is_a_padded_crop_and_flip():
-    image = tf.reshape(tf.range(4 * 4 * 3, dtype=tf.float32), (4, 4, 3)) + 1
-    out = data.augment_image(image, tf.constant([1, 2], tf.int64), data.AugmentConfig(crop_padding=1, flip=False))
-    padded = np.pad(image.numpy(), [(1, 1), (1, 1), (0, 0)])
-    windows = [padded[i : i + 4, j : j + 4] for i in range(3) for j in range(3)]
-    assert any(np.array_equal(out.numpy(), w) for w in windows)
+def test_crop_flip_is_a_padded_crop_and_flip_and_the_same_in_tensorflow_and_numpy():
+    from zoo.data import augment, pipeline
+
+    image = (np.arange(4 * 4 * 3, dtype="float32").reshape(4, 4, 3) + 1)
+    padded = np.pad(image, [(1, 1), (1, 1), (0, 0)])
+    for dy, dx, flip in [(0, 0, False), (2, 1, False), (1, 2, True)]:
+        want = padded[dy : dy + 4, dx : dx + 4]
+        want = want[:, ::-1] if flip else want
+        np.testing.assert_array_equal(
+            augment.crop_flip_batch(image[None], np.array([dy]), np.array([dx]), np.array([flip]), 1)[0], want)
+        got = pipeline.crop_flip(tf.constant(image), tf.constant(dy), tf.constant(dx), tf.constant(flip), 1)
+        np.testing.assert_array_equal(got.numpy(), want)
+    dy, dx, flip = augment.crop_flip_params(1000, 3, 0, data.AugmentConfig(crop_padding=2))
+    assert dy.min() == 0 and dy.max() == 4 and 0.4 < flip.mean() < 0.6
+    again = augment.crop_flip_params(1000, 3, 0, data.AugmentConfig(crop_padding=2))
+    assert np.array_equal(dx, again[1])
+    no_flip = augment.crop_flip_params(100, 3, 0, data.AugmentConfig(flip=False))[2]
+    assert not no_flip.any()
+
+
+def test_both_engines_see_the_same_training_batches(toy_source):
+    """The loop's tf.data pipeline and the fit engine's batches: same order, crops and flips."""
+    from zoo.training.fit import ArrayBatches
+
+    for epoch in (0, 3):
+        loop = batches(data.make_dataset(toy_source, 16, training=True, seed=7, epoch=epoch))
+        fit = ArrayBatches(toy_source, 16, training=True, seed=7, first_epoch=epoch)
+        assert len(loop) == len(fit) == 4
+        for (x, y), i in zip(loop, range(len(fit))):
+            fx, fy = fit[i]
+            np.testing.assert_array_equal(x, fx)
+            np.testing.assert_array_equal(y, fy)
 
 
 def test_sharding_splits_an_epoch_between_input_pipelines(toy_source):

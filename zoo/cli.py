@@ -9,23 +9,31 @@ import logging
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no oneDNN / cpu-feature banners before every command
+os.environ.setdefault("GLOG_minloglevel", "3")
 
 DEFAULT_MODEL = "abn_resnet20.cifar10"
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows every option's default."""
+
+
 def add_data_args(parser, required=True):
     parser.add_argument("--data", required=required,
-                        help="image folder (one sub-folder per class, or train/ and test/ inside), .npz file, "
-                             "or tensorflow-datasets name (tfds:cifar10)")
-    parser.add_argument("--split", default=None, help="split of --data to use")
+                        help="image folder (one sub-folder per class, or an attributes.csv; optionally inside "
+                             "train/ and test/), .npz file, or tensorflow-datasets name (tfds:cifar10)")
+    parser.add_argument("--split", default=None, help="split of --data to use (default: train for training, "
+                                                      "test for evaluation)")
 
 
 def add_train_args(parser):
     from zoo.training.recipe import TrainConfig
 
     d = TrainConfig()
-    parser.add_argument("--test-split", default="test", help="split of --data evaluated after each epoch ('' for none)")
+    parser.add_argument("--test-split", default="test",
+                        help="split of --data evaluated after each epoch ('' for none; skipped with a note when the "
+                             "data has no such split)")
     parser.add_argument("--epochs", type=int, default=d.epochs)
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size")
     parser.add_argument("--lr", type=float, default=d.lr)
@@ -37,6 +45,10 @@ def add_train_args(parser):
     parser.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
     parser.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
     parser.add_argument("--mixed-precision", choices=["bfloat16", "float16"], default=None)
+    parser.add_argument("--crop-padding", type=int, default=4, help="random crop after padding by this many pixels "
+                                                                    "(0: no cropping)")
+    parser.add_argument("--no-flip", action="store_true",
+                        help="no random horizontal flips (for text, digits, handwriting: anything not mirror-symmetric)")
     parser.add_argument("--rand-augment", action="store_true")
     parser.add_argument("--mixup", type=float, default=0.0, help="MixUp alpha (0: off)")
     parser.add_argument("--cutmix", action="store_true")
@@ -60,7 +72,8 @@ def train_config_from_args(args):
         weight_decay=args.weight_decay, schedule=args.schedule, milestones=tuple(args.milestones),
         gamma=args.gamma, warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
         mixed_precision=args.mixed_precision, seed=args.seed,
-        augment=AugmentConfig(rand_augment=args.rand_augment, mixup_alpha=args.mixup, cutmix=args.cutmix),
+        augment=AugmentConfig(crop_padding=args.crop_padding, flip=not args.no_flip, rand_augment=args.rand_augment,
+                              mixup_alpha=args.mixup, cutmix=args.cutmix),
         checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every, log_dir=args.log_dir,
         max_steps=args.max_steps, deterministic=args.deterministic, progress=not args.no_progress,
     )
@@ -90,12 +103,17 @@ def make_strategy(name):
     return tf.distribute.get_strategy()
 
 
+def has_split(data, split):
+    """Whether `data` has the split `split` (a folder without a sub-folder of that name has not)."""
+    return bool(split) and not (os.path.isdir(data) and not os.path.isdir(os.path.join(data, split)))
+
+
 def open_splits(args, image_size):
     from zoo.data import open_source
 
     train_source = open_source(args.data, args.split or "train", image_size)
     test_source = None
-    if args.test_split and os.path.isdir(args.data) and not os.path.isdir(os.path.join(args.data, args.test_split)):
+    if args.test_split and not has_split(args.data, args.test_split):
         print(f"note: {args.data} has no {args.test_split}/ folder; no evaluation during training", file=sys.stderr)
     elif args.test_split:
         test_source = open_source(args.data, args.test_split, image_size, class_names=train_source.class_names)
@@ -105,33 +123,38 @@ def open_splits(args, image_size):
 def cmd_train(args):
     import keras
 
+    from zoo.training import setup
+
     engine = args.engine or ("loop" if keras.backend.backend() == "tensorflow" else "fit")
+    config = train_config_from_args(args)
+    setup.check_engine_options(engine, config, args.strategy)
     train_source, test_source = open_splits(args, tuple(args.image_size))
     build_kwargs = {"input_shape": (*args.image_size, 3), **parse_model_args(args.model_arg)}
-    config = train_config_from_args(args)
+    if args.task:
+        build_kwargs["task"] = args.task
     if engine == "fit":  # any Keras backend (JAX on GPU machines without TensorFlow)
         from zoo.training import fit as zfit
 
-        _, history = zfit.fit(args.model, train_source, config, test_source, build_kwargs, args.output, args.resume)
-        print(json.dumps({k: v[-1] for k, v in history.items()}))
-        return
-    from zoo.training import loop as ztrain
+        zfit.fit(args.model, train_source, config, test_source, build_kwargs, args.output, args.resume)
+    else:
+        from zoo.training import loop as ztrain
 
-    _, history = ztrain.train(args.model, train_source, config, test_source, make_strategy(args.strategy),
-                              resume=args.resume, output_dir=args.output, build_kwargs=build_kwargs)
-    print(json.dumps(history[-1] if history else {}))
+        ztrain.train(args.model, train_source, config, test_source, make_strategy(args.strategy),
+                     resume=args.resume, output_dir=args.output, build_kwargs=build_kwargs)
+    print(f"saved to {args.output}; use: zoo evaluate {args.output} --data DATA")
 
 
 def cmd_finetune(args):
     from zoo.training.finetune import finetune
 
     strategy = make_strategy(args.strategy)
-    test = args.data if args.test_split else None
+    test_split = args.test_split if has_split(args.data, args.test_split) else None
+    if args.test_split and test_split is None:
+        print(f"note: {args.data} has no {args.test_split}/ folder; no evaluation during fine-tuning", file=sys.stderr)
     config = train_config_from_args(args)
-    _, history = finetune(args.model, args.data, args.output, config, freeze=args.freeze, test_data=test,
-                          strategy=strategy, resume=args.resume, split=args.split or "train",
-                          test_split=args.test_split or "test")
-    print(json.dumps(history[-1] if history else {}))
+    finetune(args.model, args.data, args.output, config, freeze=args.freeze,
+             test_data=args.data if test_split else None, strategy=strategy, resume=args.resume,
+             split=args.split or "train", test_split=test_split or "test")
     print(f"saved to {args.output}; use: zoo predict IMAGE --model {args.output}")
 
 
@@ -140,10 +163,13 @@ def cmd_predict(args):
     from zoo.prediction import predict_files
 
     model = zoo.load(args.model)
-    results = predict_files(model, args.images, args.top_k, None if args.no_overlay else args.overlay_dir)
+    results = predict_files(model, args.images, args.top_k, None if args.no_overlay else args.overlay_dir,
+                            threshold=args.threshold)
     for result in results:
         print(result["file"])
-        for name, prob in result["top_k"]:
+        if not result["predictions"]:
+            print("  no attribute predicted present")
+        for name, prob in result["predictions"]:
             print(f"  {prob:7.2%}  {name}")
         if "overlay" in result:
             print(f"  attention overlay: {result['overlay']}")
@@ -151,13 +177,16 @@ def cmd_predict(args):
 
 def cmd_evaluate(args):
     import zoo
-    from zoo.evaluation import evaluate
+    from zoo.evaluation import evaluate, format_metrics, save_confusion_matrix
 
     model = zoo.load(args.model)
     metrics = evaluate(model, args.data, args.batch_size, progress=not args.quiet, split=args.split or "test")
-    print(f"{args.model}: top-1 {metrics['top1']:.2%}  top-5 {metrics['top5']:.2%}  loss {metrics['loss']:.4f}"
-          f"  ({metrics['num_examples']} images)")
-    print(json.dumps(metrics))
+    print(format_metrics(args.model, metrics, per_class=True))
+    if args.confusion_matrix:
+        print(f"confusion matrix: {save_confusion_matrix(metrics, args.confusion_matrix)}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(metrics, f, indent=1)
 
 
 def cmd_export(args):
@@ -166,7 +195,7 @@ def cmd_export(args):
 
     model = zoo.load(args.model)
     default = f"{args.model.rstrip('/').split('/')[-1]}" + (".tflite" if args.format == "tflite" else "")
-    path = export(model, args.output or default, args.format, args.quantize)
+    path = export(model, args.output or default, args.format, args.quantize, force=args.force)
     print(f"exported {args.model} to {path}")
 
 
@@ -199,58 +228,76 @@ def pretrained_summary(name):
 
     entry = weights.manifest_entry(name)
     accuracy = entry.get("card", {}).get("accuracy", {})
-    top1, top5 = (f"{accuracy[key]:.2%}" if key in accuracy else "-" for key in ("test_top1", "test_top5"))
-    default = "  (default)" if entry.get("default") else ""
-    return f"{name:32s} top-1 {top1:>7s}  top-5 {top5:>7s}  {accuracy.get('dataset', '')}{default}"
+    if "test_mean_accuracy" in accuracy:
+        scores = f"mean attribute accuracy {accuracy['test_mean_accuracy']:.2%}"
+    else:
+        top1, top5 = (f"{accuracy[key]:.2%}" if key in accuracy else "-" for key in ("test_top1", "test_top5"))
+        scores = f"top-1 {top1:>7s}  top-5 {top5:>7s}"
+    same_arch = [n for n, e in weights.load_manifest().items() if e["arch"] == entry["arch"]]
+    default = f"  (default for {entry['arch']})" if entry.get("default") and len(same_arch) > 1 else ""
+    return f"{name:32s} {scores}  {accuracy.get('dataset', '')}{default}"
+
+
+def add_command(sub, name, help_text):
+    return sub.add_parser(name, help=help_text, description=help_text, formatter_class=HelpFormatter)
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="zoo", description="attention-zoo: CNNs that show where they look")
+    parser = argparse.ArgumentParser(prog="zoo", description="attention-zoo: CNNs that show where they look",
+                                     formatter_class=HelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train an architecture from scratch with the custom tf.distribute loop")
+    p = add_command(sub, "train", "train an architecture from scratch (tf.distribute loop, or model.fit)")
     p.add_argument("model", help="architecture name, e.g. abn_resnet20")
     add_data_args(p)
     p.add_argument("--image-size", type=int, nargs=2, default=[32, 32], metavar=("H", "W"))
     p.add_argument("--engine", choices=["loop", "fit"], default=None,
                    help="loop: the tf.distribute custom loop (default on TensorFlow); fit: model.fit on any Keras "
                         "backend (default on JAX/PyTorch)")
+    p.add_argument("--task", choices=["multiclass", "multilabel"], default=None,
+                   help="default: the data's (integer labels: multiclass; attributes: multilabel)")
     p.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
                    help="builder argument, e.g. --model-arg attention_mode=multiply --model-arg width=32")
     add_train_args(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("finetune", help="fine-tune a pretrained model on your own images")
+    p = add_command(sub, "finetune", "fine-tune a pretrained model on your own images")
     p.add_argument("model", help="pretrained name (abn_resnet20.cifar10) or saved model directory")
     add_data_args(p)
     p.add_argument("--freeze", action="store_true", help="freeze the feature extractor")
     add_train_args(p)
-    p.set_defaults(func=cmd_finetune, epochs=10, lr=0.01, test_split="")
+    p.set_defaults(func=cmd_finetune, epochs=10, lr=0.01)
 
-    p = sub.add_parser("predict", help="top-5 classes and an attention overlay PNG per image")
+    p = add_command(sub, "predict", "top-5 classes (or the attributes present) and an attention overlay per image")
     p.add_argument("images", nargs="+")
     p.add_argument("--model", default=DEFAULT_MODEL)
-    p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--overlay-dir", default=".", help="where <image>.attention.png is written")
+    p.add_argument("--top-k", type=int, default=5, help="classes shown (multiclass models)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="probability from which an attribute is shown as present (multi-label models; default 0.5)")
+    p.add_argument("--overlay-dir", default=".", help="where <image>.attention.png is written (never beside the "
+                                                      "input images unless you name their folder)")
     p.add_argument("--no-overlay", action="store_true")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("evaluate", help="top-1/top-5 accuracy and loss on a dataset")
+    p = add_command(sub, "evaluate", "accuracy (top-1/top-5, per class; or per attribute) and loss on a dataset")
     p.add_argument("model")
     add_data_args(p)
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--confusion-matrix", default=None, metavar="PNG", help="write the confusion matrix to this PNG")
+    p.add_argument("--json", default=None, help="write every metric to this JSON file")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("export", help="export to SavedModel or TFLite (uint8 input, logits + attention)")
+    p = add_command(sub, "export", "export to SavedModel or TFLite (uint8 input, logits + attention)")
     p.add_argument("model")
     p.add_argument("--format", choices=["saved_model", "tflite"], default="saved_model")
     p.add_argument("--quantize", choices=["float16", "dynamic"], default=None)
-    p.add_argument("--output", default=None)
+    p.add_argument("--output", default=None, help="default: <model name>[.tflite] in the current folder")
+    p.add_argument("--force", action="store_true", help="replace an existing --output")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("robustness", help="accuracy under FGSM, PGD and Gaussian noise (optionally vs another model)")
+    p = add_command(sub, "robustness", "accuracy under FGSM, PGD and Gaussian noise (optionally vs another model)")
     p.add_argument("model")
     add_data_args(p)
     p.add_argument("--compare", default=None, help="a second model, evaluated side by side")
@@ -263,7 +310,7 @@ def build_parser():
     p.add_argument("--json", default=None, help="write the numbers to this JSON file")
     p.set_defaults(func=cmd_robustness)
 
-    p = sub.add_parser("list", help="list architectures (or pretrained names)")
+    p = add_command(sub, "list", "list architectures (or pretrained names)")
     p.add_argument("pattern", nargs="?", default="*")
     p.add_argument("--pretrained", action="store_true")
     p.set_defaults(func=cmd_list)
@@ -275,7 +322,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, RuntimeError) as err:
         print(f"zoo {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

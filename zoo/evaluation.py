@@ -1,37 +1,86 @@
-"""Top-1 / top-5 accuracy and loss of a model on a data source (``zoo evaluate``)."""
+"""Accuracy and loss of a model on a data source (``zoo evaluate``), by the model's task.
+
+- multiclass: top-1 / top-5 accuracy, mean cross-entropy, per-class accuracy and the confusion
+  matrix (:func:`save_confusion_matrix` draws it);
+- multilabel: mean and per-attribute accuracy, the majority-class baseline, mean ROC AUC, mean
+  binary cross-entropy.
+The data's labels are mapped to the model's class names by name (a folder ``cats/`` is the
+model's class ``cat`` only if it is named so; a class the model does not know is an error).
+"""
 
 import keras
 import numpy as np
 
+from zoo import tasks
 from zoo.hub import model_image_size
 
 
 def evaluate(model, data, batch_size=500, progress=True, split="test"):
     """Evaluate `model` on `data` (anything :func:`zoo.data.open_source` takes).
 
-    Returns ``{"top1", "top5", "loss", "num_examples"}``: accuracies of the ``logits`` output
-    in [0, 1] and its mean softmax cross-entropy.
+    Returns the task's metrics (see the module docstring) with ``num_examples``; accuracies in [0, 1].
     """
     from zoo import data as zdata  # tf.data: imported here so that `import zoo` needs no TensorFlow
 
-    source = zdata.open_source(data, split, image_size=model_image_size(model))
-    num_classes = model.output["logits"].shape[-1]
-    if len(source.class_names) > num_classes:
-        raise ValueError(f"the data has {len(source.class_names)} classes but the model predicts {num_classes}")
-    correct1 = correct5 = total = 0
-    loss_sum = 0.0
+    task = tasks.task_of(model)
+    names = tasks.label_names_of(model)
+    source = zdata.open_source(data, split, image_size=model_image_size(model), class_names=names)
+    if getattr(source, "task", task.name) != task.name:
+        raise ValueError(f"the data is {source.task} but {model.name} is {task.name}")
+    evaluator = task.evaluator(names)
     dataset = zdata.make_dataset(source, batch_size, training=False)
     bar = keras.utils.Progbar(int(np.ceil(len(source) / batch_size))) if progress else None
     for i, (images, labels) in enumerate(dataset):
-        logits = np.asarray(model(images, training=False)["logits"], dtype="float32")
-        labels = np.asarray(labels)
-        top5 = np.argsort(-logits, axis=-1)[:, :5]
-        correct1 += int(np.sum(top5[:, 0] == labels))
-        correct5 += int(np.sum(np.any(top5 == labels[:, None], axis=-1)))
-        loss_sum += float(np.sum(keras.ops.convert_to_numpy(
-            keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))))
-        total += len(labels)
+        logits = model(images, training=False)["logits"]
+        losses = keras.ops.convert_to_numpy(task.loss(labels, logits))
+        evaluator.update(keras.ops.convert_to_numpy(logits), np.asarray(labels), losses)
         if bar is not None:
             bar.update(i + 1)
-    return {"top1": correct1 / total, "top5": correct5 / total, "loss": loss_sum / total, "num_examples": total}
+    return evaluator.result()
 
+
+def format_metrics(name, metrics, per_class=False):
+    """Human-readable lines for `metrics` (either task)."""
+    if "top1" in metrics:
+        lines = [f"{name}: top-1 {metrics['top1']:.2%}  top-5 {metrics['top5']:.2%}  loss {metrics['loss']:.4f}"
+                 f"  ({metrics['num_examples']} images)"]
+        per = metrics["per_class_accuracy"]
+    else:
+        auc = f"{metrics['mean_auc']:.4f}" if metrics["mean_auc"] is not None else "-"
+        lines = [f"{name}: mean attribute accuracy {metrics['mean_accuracy']:.2%}  (majority-class baseline "
+                 f"{metrics['majority_baseline']:.2%})  mean AUC {auc}  loss {metrics['loss']:.4f}"
+                 f"  ({metrics['num_examples']} images)"]
+        per = metrics["per_attribute_accuracy"]
+    if per_class:
+        lines += [f"  {acc:7.2%}  {label}" if acc is not None else f"      -   {label} (no images)"
+                  for label, acc in per.items()]
+    return "\n".join(lines)
+
+
+def save_confusion_matrix(metrics, path):
+    """Draw a multiclass result's confusion matrix (rows: true class, columns: predicted) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if "confusion_matrix" not in metrics:
+        raise ValueError("a confusion matrix exists for multiclass models only")
+    matrix = np.asarray(metrics["confusion_matrix"])
+    names = list(metrics["per_class_accuracy"])
+    size = max(4.0, 0.45 * len(names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    image = ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(names)), names, rotation=90)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if len(names) <= 20:
+        for (i, j), count in np.ndenumerate(matrix):
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
+                    color="white" if count > matrix.max() / 2 else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -6,19 +6,32 @@ The exported graph
 - runs the model in inference mode (``training=False``: BN statistics frozen, no augmentation),
   through ``keras.export.ExportArchive`` (plain ``model.export`` would serve augmentation
   layers in training mode, keras#19108);
-- returns ``logits``, ``probabilities`` and every attention output of the model;
+- returns ``logits``, ``probabilities`` (the model's task: softmax, or one sigmoid per
+  attribute) and every attention output of the model;
 - converts to TFLite with built-in ops only (the conversion fails loudly if a Flex op would be
-  needed), optionally with float16 or dynamic-range quantisation.
-Both are written to a temporary path and renamed, so a failed export leaves nothing behind.
+  needed), optionally with float16 or dynamic-range quantisation;
+- carries the class (or attribute) names: ``labels.txt`` (one name per line, in output order)
+  and ``zoo_config.json``, as associated files packed into the ``.tflite`` file (a zip archive
+  appended to the flatbuffer, as TFLite Support's metadata writer packs them: read them with
+  ``zipfile.ZipFile(path)``), and in ``assets.extra/`` of a SavedModel.
+Both are written to a scratch path and renamed into place, so a failed export leaves nothing
+behind, and an existing file or folder is replaced only with ``force=True`` (``--force``).
 """
 
+import io
 import os
+import json
 import shutil
-import tempfile
+import zipfile
 from pathlib import Path
 
 import keras
 import tensorflow as tf
+
+from zoo import files, tasks
+
+LABELS_FILE = "labels.txt"
+CONFIG_FILE = "zoo_config.json"
 
 FORMATS = ("saved_model", "tflite")
 QUANTIZATIONS = (None, "float16", "dynamic")
@@ -30,7 +43,7 @@ def serving_function(model):
     def serve(image):
         outputs = model(tf.cast(image, tf.float32), training=False)
         result = {k: tf.cast(v, tf.float32) for k, v in outputs.items()}
-        result["probabilities"] = tf.nn.softmax(result["logits"], axis=-1)
+        result["probabilities"] = tasks.task_of(model).probabilities(result["logits"])
         return result
 
     return serve
@@ -60,24 +73,61 @@ def tflite_bytes(saved_model_dir, quantize=None):
     return converter.convert()
 
 
-def export(model, path, format="saved_model", quantize=None):
-    """Export `model` to `path` (a directory for SavedModel, a ``.tflite`` file for TFLite)."""
+def associated_files(model):
+    """``{name: bytes}`` of what travels with an export: the label names and the zoo config."""
+    names = tasks.label_names_of(model)
+    config = {**(getattr(model, "zoo_config", None) or {}), "class_names": names}
+    config = {k: v for k, v in config.items() if k not in ("history", "history_fit", "train_config")}
+    return {LABELS_FILE: ("\n".join(names) + "\n").encode(), CONFIG_FILE: json.dumps(config, indent=1).encode()}
+
+
+def with_packed_files(flatbuffer, packed):
+    """The TFLite bytes with `packed` files appended as a zip archive (the interpreter ignores it)."""
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in packed.items():
+            zf.writestr(name, data)
+    return bytes(flatbuffer) + archive.getvalue()
+
+
+def read_labels(path):
+    """The label names packed into an exported ``.tflite`` file or SavedModel folder."""
+    path = Path(path)
+    if path.is_dir():
+        return (path / "assets.extra" / LABELS_FILE).read_text().splitlines()
+    with zipfile.ZipFile(path) as zf:
+        return zf.read(LABELS_FILE).decode().splitlines()
+
+
+def export(model, path, format="saved_model", quantize=None, force=False):
+    """Export `model` to `path` (a directory for SavedModel, a ``.tflite`` file for TFLite).
+
+    An existing `path` is an error unless `force`; a TFLite export onto a folder is an error.
+    """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
     if quantize and format != "tflite":
         raise ValueError("quantize applies to --format tflite only")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    if format == "tflite" and path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; give the TFLite file's name, e.g. {path / (model.name + '.tflite')}")
+    if format == "saved_model" and path.exists() and not path.is_dir():
+        raise FileExistsError(f"{path} is a file; a SavedModel is a folder: choose another --output")
+    files.check_writable(path, force)
+    scratch = files.scratch_dir(path)
     try:
         write_saved_model(model, scratch / "saved_model")
+        packed = associated_files(model)
         if format == "saved_model":
-            if path.exists():
-                raise FileExistsError(f"{path} already exists; remove it or choose another output")
-            os.replace(scratch / "saved_model", path)
+            extra = scratch / "saved_model" / "assets.extra"
+            extra.mkdir()
+            for name, data in packed.items():
+                (extra / name).write_bytes(data)
+            files.replace(scratch / "saved_model", path)
         else:
-            (scratch / "model.tflite").write_bytes(tflite_bytes(scratch / "saved_model", quantize))
-            os.replace(scratch / "model.tflite", path)
+            flatbuffer = tflite_bytes(scratch / "saved_model", quantize)
+            (scratch / "model.tflite").write_bytes(with_packed_files(flatbuffer, packed))
+            files.replace(scratch / "model.tflite", path)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return path

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import tempfile
-import warnings
 from pathlib import Path
 
 from zoo import registry
@@ -64,49 +63,66 @@ def is_saved_model_dir(path):
     return os.path.isdir(path) and os.path.exists(os.path.join(path, CONFIG_FILE))
 
 
-def build_from_config(config, num_classes=None, **overrides):
+def build_from_config(config, num_classes=None, task=None, **overrides):
     """Rebuild the architecture described by a saved config (optionally re-headed)."""
     build_kwargs = {**config["build"], **overrides}
     if num_classes is not None:
         build_kwargs["num_classes"] = num_classes
-    model = registry.build(config["arch"], **build_kwargs)
-    model.zoo_config.update({k: v for k, v in config.items() if k not in ("arch", "family", "build")})
+    model = registry.build(config["arch"], task=task or config.get("task"), **build_kwargs)
+    model.zoo_config.update({k: v for k, v in config.items() if k not in ("arch", "family", "build", "task")})
     return model
 
 
-def load_weights_into(model, path, reheaded):
-    """Load `path`; with a new head (`reheaded`), layers whose shapes differ stay fresh."""
+def load_weights_into(model, path, config, reheaded):
+    """Load the weight file `path`. With a new head (`reheaded`), every layer but the declared
+    heads (:class:`zoo.registry.FeatureInfo`) is copied from the pretrained network, by name, and
+    the heads stay freshly initialised."""
     if not reheaded:
         model.load_weights(str(path))
         return
-    with warnings.catch_warnings():  # Keras warns about every skipped (class-dependent) layer
-        warnings.simplefilter("ignore", UserWarning)
-        model.load_weights(str(path), skip_mismatch=True)
+    pretrained = build_from_config(config)
+    pretrained.load_weights(str(path))
+    heads = set(registry.feature_info(model).heads)
+    for layer in model.layers:
+        if layer.name not in heads and layer.weights:
+            layer.set_weights(pretrained.get_layer(layer.name).get_weights())
+
+
+def read_json(path):
+    """A JSON file, or a ValueError that names it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); the saved model is damaged: save it again") from None
 
 
 def read_config(name):
     """``(config, weights_path)`` of a pretrained name or saved-model directory, without building
-    the model (``config``: arch, build kwargs, class names, image size, provenance)."""
+    the model (``config``: arch, task, build kwargs, class names, image size, provenance)."""
     if is_saved_model_dir(str(name)):
-        return json.loads((Path(name) / CONFIG_FILE).read_text()), Path(name) / WEIGHTS_FILE
+        config = read_json(Path(name) / CONFIG_FILE)
+        config.setdefault("task", "multiclass")
+        return config, Path(name) / WEIGHTS_FILE
     entry = zweights.manifest_entry(name)
-    config = {"arch": entry["arch"], "build": entry["build"], "class_names": entry["card"].get("class_names"),
-              "pretrained": entry["name"], "image_size": entry["build"]["input_shape"][:2]}
+    config = {"arch": entry["arch"], "task": entry.get("task", "multiclass"), "build": entry["build"],
+              "class_names": entry["card"].get("class_names"), "pretrained": entry["name"],
+              "image_size": entry["build"]["input_shape"][:2]}
     return config, zweights.resolve(entry["name"])
 
 
-def load(name, num_classes=None, **build_overrides):
+def load(name, num_classes=None, task=None, **build_overrides):
     """A pretrained model in one line: ``zoo.load("abn_resnet20.cifar10")``.
 
     `name` is a pretrained ``arch.tag`` (or an ``arch`` with a default tag) from the weights
     manifest, or the directory of a model saved by :func:`save_model` (fine-tuned models).
-    With `num_classes` different from the pretrained head, the classifier layers are left
-    freshly initialised (the starting point for fine-tuning); ``model.zoo_config`` says which.
+    With `num_classes` (or a `task`) different from the pretrained head, the declared head layers
+    are left freshly initialised (the starting point for fine-tuning); ``model.zoo_config`` says so.
     """
     config, weights_path = read_config(name)
-    reheaded = num_classes is not None and num_classes != config["build"].get("num_classes")
-    model = build_from_config(config, num_classes, **build_overrides)
-    load_weights_into(model, weights_path, reheaded)
+    reheaded = (num_classes is not None and num_classes != config["build"].get("num_classes")) or (
+        task is not None and task != config["task"])
+    model = build_from_config(config, num_classes, task, **build_overrides)
+    load_weights_into(model, weights_path, config, reheaded)
     if reheaded:
         model.zoo_config["class_names"] = None
         model.zoo_config["reheaded_from"] = config.get("pretrained", str(name))

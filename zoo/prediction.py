@@ -1,36 +1,24 @@
-"""Predictions with attention maps for image files or arrays (``zoo predict``)."""
+"""Predictions with attention maps for image files or arrays (``zoo predict``).
+
+What a prediction is follows the model's task: the top-k classes (multiclass) or the attributes
+predicted present (multilabel), each with its probability.
+"""
 
 from pathlib import Path
 
 import numpy as np
 from keras import ops
 
-from zoo import explain
+from zoo import explain, tasks
+from zoo.data.images import as_pixels, read_image
 from zoo.hub import model_image_size
 
-
-def load_image(path, size=None):
-    """An image file as RGB uint8 (H, W, 3), resized to `size` (H, W) if given.
-
-    Raises ValueError naming the file when it is missing, not an image, or corrupt.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"image file {path} does not exist")
-    try:
-        with Image.open(path) as picture:
-            picture = picture.convert("RGB")
-            if size is not None and picture.size != (size[1], size[0]):
-                picture = picture.resize((size[1], size[0]), Image.BICUBIC)
-            return np.asarray(picture, dtype="uint8")
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ValueError(f"{path} is not a readable image ({err}); pass a PNG/JPEG/BMP file") from err
+load_image = read_image  # an image file as RGB uint8 (H, W, 3), optionally resized
 
 
 def check_images(model, images):
-    """Validate a batch against the model's input; returns float32 (B, H, W, 3)."""
+    """Validate a batch against the model's input; returns float32 pixels (B, H, W, 3) in [0, 255]
+    (:func:`zoo.data.images.as_pixels`: [0, 1] floats are scaled, NaN or normalised input refused)."""
     images = np.asarray(images)
     if images.ndim == 3:
         images = images[None]
@@ -40,6 +28,8 @@ def check_images(model, images):
             f"expected images of shape (batch, height, width, {expected[-1]}) with RGB channels, got {images.shape}; "
             "convert grayscale/RGBA images to RGB first"
         )
+    if images.shape[0] == 0:
+        raise ValueError("the batch is empty: pass at least one image")
     for axis in (1, 2):
         if expected[axis] is not None and images.shape[axis] != expected[axis]:
             raise ValueError(
@@ -47,45 +37,70 @@ def check_images(model, images):
                 "resize them (zoo.prediction.load_image(path, size=...)) or build the model with "
                 "input_shape=(None, None, 3)"
             )
-    return images.astype("float32")
+    return as_pixels(images)
 
 
 def class_names_of(model):
-    names = (getattr(model, "zoo_config", {}) or {}).get("class_names")
-    return list(names) if names else [str(i) for i in range(model.output["logits"].shape[-1])]
+    return tasks.label_names_of(model)
 
 
-def predict(model, images, top_k=5):
-    """Top-k classes and attention maps for a batch of RGB images in [0, 255].
+def predict(model, images, top_k=5, threshold=None):
+    """Predictions and attention maps for a batch of RGB images in [0, 255].
 
-    Returns a list (one per image) of dicts ``{"top_k": [(class_name, probability), ...],
-    "attention": {name: (H, W) map in [0, 1]}}``.
+    Returns a list (one per image) of dicts with ``"predictions"``: ``[(name, probability), ...]``
+    (the top-k classes, or the attributes with probability >= `threshold`, default 0.5),
+    ``"probabilities"`` (every class or attribute) and ``"attention"``: ``{name: (H, W) map in [0, 1]}``.
     """
+    task = tasks.task_of(model)
     batch = check_images(model, images)
     outputs = model(ops.convert_to_tensor(batch), training=False)
-    probabilities = ops.convert_to_numpy(ops.softmax(outputs["logits"], axis=-1))
+    probabilities = ops.convert_to_numpy(task.probabilities(outputs["logits"]))
     maps = explain.attention_maps(model, batch, normalize=True, outputs=outputs)
     names = class_names_of(model)
     results = []
     for i, probs in enumerate(probabilities):
-        order = np.argsort(-probs)[:top_k]
+        described = task.describe(probs, names, top_k, threshold)
         results.append({
-            "top_k": [(names[j], float(probs[j])) for j in order],
+            "predictions": described,
+            "top_k": described,  # the name of this list before the multi-label task existed
+            "probabilities": dict(zip(names, map(float, probs))),
             "attention": {k: v[i] for k, v in maps.items()},
         })
     return results
 
 
-def predict_files(model, paths, top_k=5, overlay_dir=None, display_size=(256, 256)):
-    """:func:`predict` on image files; writes ``<stem>.attention.png`` overlays to `overlay_dir`."""
+def overlay_names(paths):
+    """A distinct ``<name>.attention.png`` per input, even when two inputs share a file name
+    (``a/cat.png`` and ``b/cat.png`` become ``a_cat`` and ``b_cat``)."""
+    stems = [Path(p).stem for p in paths]
+    names = []
+    for path, stem in zip(paths, stems):
+        if stems.count(stem) == 1:
+            names.append(f"{stem}.attention.png")
+            continue
+        parts = Path(path).resolve().with_suffix("").parts
+        depth = 2
+        while depth <= len(parts):
+            candidate = "_".join(parts[-depth:])
+            others = ["_".join(Path(q).resolve().with_suffix("").parts[-depth:]) for q in paths]
+            if others.count(candidate) == 1:
+                break
+            depth += 1
+        names.append(f"{candidate}.attention.png")
+    return names
+
+
+def predict_files(model, paths, top_k=5, overlay_dir=None, display_size=(256, 256), threshold=None):
+    """:func:`predict` on image files; writes ``<stem>.attention.png`` overlays to `overlay_dir`
+    (distinct names when inputs share a file name)."""
     size = model_image_size(model)
     images = np.stack([load_image(p, size) for p in paths])
-    results = predict(model, images, top_k)
-    for path, image, result in zip(paths, images, results):
+    results = predict(model, images, top_k, threshold)
+    drawn = explain.default_map(model)
+    for path, image, result, name in zip(paths, images, results, overlay_names(paths)):
         result["file"] = str(path)
-        if overlay_dir is not None:
+        if overlay_dir is not None and drawn is not None:
             Path(overlay_dir).mkdir(parents=True, exist_ok=True)
-            target = Path(overlay_dir) / f"{Path(path).stem}.attention.png"
-            attention = result["attention"][explain.attention_output_names(model.output)[0]]
-            result["overlay"] = str(explain.save_overlay(target, image, attention, display_size))
+            target = Path(overlay_dir) / name
+            result["overlay"] = str(explain.save_overlay(target, image, result["attention"][drawn], display_size))
     return results

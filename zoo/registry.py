@@ -3,12 +3,72 @@
 An *architecture* (``abn_resnet20``) is a builder registered with :func:`register_model`; a
 *pretrained tag* (``abn_resnet20.cifar10``) is an entry of the weights manifest
 (:mod:`zoo.weights`). ``build`` makes a fresh model, ``zoo.load`` a pretrained one.
+
+What the rest of the zoo needs to know about an architecture is declared here, not guessed from
+layer names or output shapes (timm's ``feature_info`` and ``default_cfg["classifier"]``):
+its task (:mod:`zoo.tasks`), its feature taps (the Grad-CAM layer, an inner layer, the attention
+maps and their kind) and its head layers (:class:`FeatureInfo`).
 """
 
 import dataclasses
 import difflib
 import fnmatch
+import re
 from typing import Callable, Optional
+
+from zoo import tasks
+
+# How an attention map is normalised (what a value in it means):
+MAP_KINDS = {
+    "sigmoid": "independent per-position weights in [0, 1] (ABN's M)",
+    "softmax_space": "a distribution over the spatial positions, summing to 1 (LTPA's a)",
+    "scores": "raw, unnormalised compatibility scores",
+    "per_attribute": "one map per attribute, last axis = attributes",
+    "per_channel": "one map per feature channel (and attribute)",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class MapTap:
+    """An attention map that the model returns as the output `output`."""
+
+    output: str
+    kind: str
+    description: str = ""
+
+    def __post_init__(self):
+        if self.kind not in MAP_KINDS:
+            raise ValueError(f"map kind must be one of {tuple(MAP_KINDS)}, got {self.kind!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureInfo:
+    """The declared taps and heads of one built architecture.
+
+    - ``gradcam_layer``: the layer whose output Grad-CAM targets by default (the last spatial
+      features the prediction depends on);
+    - ``inner_layer``: an earlier feature map (for cross-layer methods);
+    - ``maps``: the attention maps, the one drawn by default first;
+    - ``heads``: the layers whose weights depend on the number of classes (replaced when
+      fine-tuning on other classes);
+    - ``feature_layers``: name prefixes of the feature extractor (frozen by ``finetune --freeze``).
+    """
+
+    gradcam_layer: str
+    inner_layer: Optional[str]
+    maps: tuple
+    heads: tuple
+    feature_layers: tuple
+
+    @property
+    def map_names(self):
+        return tuple(m.output for m in self.maps)
+
+    def map(self, name):
+        for tap in self.maps:
+            if tap.output == name:
+                return tap
+        raise unknown_name_error(name, list(self.map_names), "attention map")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,21 +78,35 @@ class ModelSpec:
     name: str
     family: str
     builder: Callable  # builder(**kwargs) -> keras.Model with dict outputs
-    loss: Callable  # loss(y_true, outputs: dict, **loss_kwargs) -> per-example loss
+    loss: Callable  # loss(y_true, outputs: dict, task, **loss_kwargs) -> per-example loss
+    feature_info: Callable  # feature_info(build_config: dict) -> FeatureInfo
     defaults: dict  # default builder kwargs (num_classes, input_shape, ...)
+    task: str = "multiclass"  # the default task
+    tasks: tuple = tasks.TASKS  # the tasks this architecture can be built for
     description: str = ""
-    feature_layers: tuple = ()  # name prefixes of the feature-extractor layers (frozen by finetune)
+    loss_schedules: dict = dataclasses.field(default_factory=dict)  # loss kwarg -> zoo.training.core.LossSchedule
 
 
 _REGISTRY: dict = {}
 
 
-def register_model(name, family, builder, loss, description="", feature_layers=(), **defaults):
-    """Register `builder` under architecture `name` (called by each family module)."""
+def register_model(name, family, builder, loss, feature_info, task="multiclass", tasks_supported=tasks.TASKS,
+                   description="", loss_schedules=None, **defaults):
+    """Register `builder` under architecture `name` (called by each family module).
+
+    `loss_schedules` maps loss keyword arguments to schedules over the epoch
+    (:class:`zoo.training.core.LossSchedule`), applied by the training core.
+    """
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is registered twice")
-    _REGISTRY[name] = ModelSpec(name, family, builder, loss, dict(defaults), description, tuple(feature_layers))
+    _REGISTRY[name] = ModelSpec(name, family, builder, loss, feature_info, dict(defaults), task,
+                                tuple(tasks_supported), description, dict(loss_schedules or {}))
     return _REGISTRY[name]
+
+
+def unregister_model(name):
+    """Remove architecture `name` (tests register throw-away families)."""
+    _REGISTRY.pop(name, None)
 
 
 def split_name(name):
@@ -58,8 +132,13 @@ def get_spec(name) -> ModelSpec:
     return _REGISTRY[arch]
 
 
+def natural_key(name):
+    """Sort key that orders embedded numbers by value (``abn_resnet20`` before ``abn_resnet101``)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
 def list_models(pattern="*", pretrained=False):
-    """Sorted architecture names matching the fnmatch `pattern` (``"abn*"``).
+    """Architecture names matching the fnmatch `pattern` (``"abn*"``), in natural order.
 
     With ``pretrained=True``, the pretrained ``arch.tag`` names (from the weights manifest).
     """
@@ -69,23 +148,46 @@ def list_models(pattern="*", pretrained=False):
         names = weights.pretrained_names()
     else:
         names = list(_REGISTRY)
-    return sorted(n for n in names if fnmatch.fnmatch(n, pattern))
+    return sorted((n for n in names if fnmatch.fnmatch(n, pattern)), key=natural_key)
 
 
-def build(name, num_classes: Optional[int] = None, input_shape=None, **kwargs):
+def feature_info(model_or_name, **build_config) -> FeatureInfo:
+    """The declared :class:`FeatureInfo` of a zoo model (or of architecture `name` built with
+    `build_config`)."""
+    if isinstance(model_or_name, str):
+        spec = get_spec(model_or_name)
+        return spec.feature_info({**spec.defaults, **build_config})
+    config = model_or_name.zoo_config
+    return get_spec(config["arch"]).feature_info(config["build"])
+
+
+def build(name, num_classes: Optional[int] = None, input_shape=None, task=None, **kwargs):
     """A freshly initialised model of architecture `name` (``zoo.build("abn_resnet20", 100)``).
 
-    The returned model carries ``model.zoo_config`` (``arch`` and the full builder kwargs),
-    which :func:`zoo.save_model` writes next to the weights.
+    `task` (``"multiclass"`` or ``"multilabel"``, default the architecture's) chooses how the
+    logits are trained and read (:mod:`zoo.tasks`). The returned model carries
+    ``model.zoo_config`` (``arch``, ``task`` and the full builder kwargs), which
+    :func:`zoo.save_model` writes next to the weights. For pretrained weights use ``zoo.load``.
     """
+    arch, tag = split_name(name)
+    if tag is not None:
+        raise ValueError(f"zoo.build makes a freshly initialised network and takes an architecture name, got the "
+                         f"pretrained name {name!r}: use zoo.load({name!r}) for the weights, or "
+                         f"zoo.build({arch!r}) for a fresh model")
     spec = get_spec(name)
+    task = spec.task if task is None else tasks.get_task(task).name
+    if task not in spec.tasks:
+        raise ValueError(f"{spec.name} supports the tasks {spec.tasks}, not {task!r}")
     config = dict(spec.defaults)
     if num_classes is not None:
         config["num_classes"] = int(num_classes)
     if input_shape is not None:
         config["input_shape"] = tuple(input_shape)
     config.update(kwargs)
-    model = spec.builder(**config)
+    model = spec.builder(**{"name": spec.name, **config})
+    if task == "multiclass" and config.get("num_classes", 2) < 2:
+        raise ValueError(f"a multiclass model needs at least 2 classes, got num_classes={config['num_classes']} "
+                         "(a one-class dataset cannot be learned: every image would score 100%)")
     config["input_shape"] = list(config["input_shape"])
-    model.zoo_config = {"arch": spec.name, "family": spec.family, "build": config}
+    model.zoo_config = {"arch": spec.name, "family": spec.family, "task": task, "build": config}
     return model

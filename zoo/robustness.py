@@ -1,6 +1,8 @@
-"""Robustness evaluation for every family (``zoo robustness``): accuracy under FGSM, PGD and
-Gaussian noise over a grid of strengths. TensorFlow-specific (input gradients with
-``tf.GradientTape``), kept out of the model modules.
+"""Robustness evaluation for every family and task (``zoo robustness``): accuracy under FGSM,
+PGD and Gaussian noise over a grid of strengths. The attacks ascend the model's task loss
+(softmax or binary cross-entropy) and the score is the task's accuracy (top-1, or the mean
+attribute accuracy). TensorFlow-specific (input gradients with ``tf.GradientTape``), kept out of
+the model modules.
 
 Strengths are in pixel units of the [0, 255] input (``epsilon=8`` is the common 8/255 in
 [0, 1] units): attacked images are clipped to [0, 255].
@@ -10,9 +12,10 @@ Strengths are in pixel units of the [0, 255] input (``epsilon=8`` is the common 
 - Gaussian noise: ``x' = x + N(0, sigma^2)`` (sigma in pixel units).
 """
 
-import keras
 import numpy as np
 import tensorflow as tf
+
+from zoo import tasks
 
 ATTACKS = ("fgsm", "pgd", "noise")
 DEFAULT_EPSILONS = (0, 1, 2, 4, 8)
@@ -20,11 +23,11 @@ DEFAULT_SIGMAS = (0, 4, 8, 16, 32)
 
 
 def input_gradient(model, images, labels):
-    """Gradient of the mean cross-entropy of ``logits`` with respect to the input images."""
+    """Gradient of the mean task loss of ``logits`` with respect to the input images."""
     with tf.GradientTape() as tape:
         tape.watch(images)
         logits = model(images, training=False)["logits"]
-        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+        loss = tf.reduce_mean(tasks.task_of(model).loss(labels, logits))
     return tape.gradient(loss, images)
 
 
@@ -66,15 +69,17 @@ def perturb(model, attack, images, labels, strength, pgd_steps, seed):
 
 def robustness(model, data, attacks=ATTACKS, epsilons=DEFAULT_EPSILONS, sigmas=DEFAULT_SIGMAS, pgd_steps=10,
                max_examples=1000, batch_size=250, split="test", seed=0):
-    """Top-1 accuracy of `model` under each attack and strength, on the first `max_examples`
-    images of `data` (anything :func:`zoo.data.open_source` takes).
+    """Accuracy of `model` (top-1, or mean attribute accuracy) under each attack and strength, on
+    the first `max_examples` images of `data` (anything :func:`zoo.data.open_source` takes).
 
     Returns ``{attack: {strength: accuracy}}`` (noise strengths are the `sigmas`).
     """
     from zoo import data as zdata
     from zoo.hub import model_image_size
 
-    source = zdata.open_source(data, split, image_size=model_image_size(model))
+    task = tasks.task_of(model)
+    source = zdata.open_source(data, split, image_size=model_image_size(model),
+                               class_names=tasks.label_names_of(model))
     correct = {a: {s: 0 for s in (sigmas if a == "noise" else epsilons)} for a in attacks}
     total = 0
     for batch_index, (images, labels) in enumerate(zdata.make_dataset(source, batch_size, training=False)):
@@ -85,8 +90,8 @@ def robustness(model, data, attacks=ATTACKS, epsilons=DEFAULT_EPSILONS, sigmas=D
         for attack, per_strength in correct.items():
             for strength in per_strength:
                 attacked = perturb(model, attack, images, labels, float(strength), pgd_steps, seed + batch_index)
-                predicted = np.argmax(np.asarray(model(attacked, training=False)["logits"]), axis=-1)
-                per_strength[strength] += int(np.sum(predicted == np.asarray(labels)))
+                logits = np.asarray(model(attacked, training=False)["logits"])
+                per_strength[strength] += float(np.sum(task.correct(logits, np.asarray(labels))))
         total += keep
     return {a: {s: c / total for s, c in per.items()} for a, per in correct.items()}
 
@@ -118,7 +123,7 @@ def plot_curves(results_by_model, path):
             ax.plot(strengths, [100 * results[attack][s] for s in strengths], marker="o", label=name)
         ax.set_title(attack.upper() if attack != "noise" else "Gaussian noise")
         ax.set_xlabel("sigma (pixels)" if attack == "noise" else "epsilon (pixels of 255)")
-        ax.set_ylabel("top-1 accuracy (%)")
+        ax.set_ylabel("accuracy (%)")
         ax.grid(alpha=0.3)
     axes[0][0].legend()
     fig.tight_layout()

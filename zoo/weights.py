@@ -34,13 +34,20 @@ class WeightsError(RuntimeError):
 
 
 def weights_dir():
-    """The folder holding ``manifest.json`` and the shipped weight files."""
-    candidates = [os.environ.get("ATTENTION_ZOO_WEIGHTS"), Path(__file__).resolve().parent.parent / "weights",
+    """The folder holding ``manifest.json`` and the shipped weight files: ``$ATTENTION_ZOO_WEIGHTS``
+    (which must then hold a manifest), else ``weights/`` of a source tree, else the installed copy."""
+    override = os.environ.get("ATTENTION_ZOO_WEIGHTS")
+    if override:
+        if not (Path(override) / MANIFEST_NAME).is_file():
+            raise WeightsError(f"ATTENTION_ZOO_WEIGHTS={override} has no {MANIFEST_NAME}: point it at a folder "
+                               "holding the manifest and the weight files, or unset it")
+        return Path(override)
+    candidates = [Path(__file__).resolve().parent.parent / "weights",
                   Path(sys.prefix) / "share" / "attention-zoo" / "weights"]
     for candidate in candidates:
-        if candidate and (Path(candidate) / MANIFEST_NAME).exists():
-            return Path(candidate)
-    return Path(candidates[1])
+        if (candidate / MANIFEST_NAME).exists():
+            return candidate
+    return candidates[0]
 
 
 def cache_dir():
@@ -55,16 +62,26 @@ def load_manifest():
     path = weights_dir() / MANIFEST_NAME
     if not path.exists():
         return {}
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise WeightsError(f"{path} is not valid JSON ({err}); restore it from the package") from None
 
 
 def pretrained_names():
-    return sorted(load_manifest())
+    return sorted(load_manifest(), key=registry.natural_key)
+
+
+def aliases():
+    """Old pretrained names that still load: ``{alias: current name}``."""
+    return {alias: name for name, entry in load_manifest().items() for alias in entry.get("aliases", ())}
 
 
 def manifest_entry(name):
-    """The manifest entry of ``arch.tag``; a bare ``arch`` picks its default (first listed) tag."""
+    """The manifest entry of ``arch.tag`` (or of an old alias of it); a bare ``arch`` picks its
+    default (first listed) tag."""
     manifest = load_manifest()
+    name = aliases().get(name, name)
     arch, tag = registry.split_name(name)
     if tag is None:
         tagged = [n for n, e in manifest.items() if e["arch"] == arch]
@@ -79,6 +96,22 @@ def manifest_entry(name):
     if name not in manifest:
         raise registry.unknown_name_error(name, list(manifest) + registry.list_models(), "pretrained model")
     return {"name": name, **manifest[name]}
+
+
+def is_offline():
+    """Whether ``ATTENTION_ZOO_OFFLINE`` forbids network access."""
+    return os.environ.get("ATTENTION_ZOO_OFFLINE", "") not in ("", "0")
+
+
+def check_backbone_weights(backbone_weights, file_name):
+    """Refuse a ``keras.applications`` download of `file_name` when offline and not cached."""
+    if backbone_weights != "imagenet" or not is_offline():
+        return
+    keras_home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    cached = Path(keras_home) / "models" / file_name
+    if not cached.is_file():
+        raise WeightsError(f"ATTENTION_ZOO_OFFLINE is set and backbone_weights='imagenet' would download {file_name}; "
+                           f"place it at {cached} or pass backbone_weights='/path/to/{file_name}'")
 
 
 def sha256_of(path, chunk=1 << 20):
@@ -107,7 +140,7 @@ def resolve(name, offline=None):
     if has_hash(cached, sha256):
         return cached
     if offline is None:
-        offline = os.environ.get("ATTENTION_ZOO_OFFLINE", "") not in ("", "0")
+        offline = is_offline()
     problems = [f"{path} has the wrong sha256" if path.exists() else f"not in {path.parent}"
                 for path in (shipped, cached)]
     if offline or not entry.get("urls"):

@@ -1,18 +1,27 @@
-"""Datasets and input pipelines: sources (arrays, ``.npz``, folders, tensorflow-datasets) and the
-deterministic, resumable tf.data pipeline (:mod:`zoo.data.sources`)."""
+"""Datasets and input pipelines.
 
+- :mod:`zoo.data.sources`: arrays, ``.npz`` files, image folders (+ attributes CSV) and
+  tensorflow-datasets, each with its label names and task;
+- :mod:`zoo.data.augment`: crop/flip parameters and batch augmentation shared by both engines;
+- :mod:`zoo.data.pipeline`: the deterministic, resumable tf.data pipeline (TensorFlow).
+"""
+
+from zoo.data.augment import batch_augmentation, crop_flip_params, epoch_order  # noqa: F401
 from zoo.data.sources import (  # noqa: F401
     CIFAR10_CLASSES,
     IMAGE_EXTENSIONS,
     ArraySource,
-    AugmentConfig,
     FolderSource,
     TfdsSource,
-    augment_image,
-    batch_augmentation,
     decode_jpeg_blob,
-    epoch_order,
     load_cifar10_jpeg,
-    make_dataset,
     open_source,
 )
+from zoo.training.recipe import AugmentConfig  # noqa: F401
+
+
+def make_dataset(*args, **kwargs):
+    """:func:`zoo.data.pipeline.make_dataset` (imported on use: it needs TensorFlow)."""
+    from zoo.data.pipeline import make_dataset as make
+
+    return make(*args, **kwargs)

@@ -1,18 +1,19 @@
-"""Datasets and input pipelines (TensorFlow tf.data; kept out of the model modules).
+"""Data sources: uint8 RGB images with their labels, label names and task.
 
-Sources (all give uint8 RGB images and integer labels, plus class names):
-- :class:`ArraySource`: numpy arrays, ``.npz`` files, and the offline CIFAR-10 JPEG copy
-  (:func:`load_cifar10_jpeg`).
-- :class:`FolderSource`: a folder with one sub-folder per class; unreadable or corrupt files are
-  reported and skipped.
-- :class:`TfdsSource`: a tensorflow-datasets name (``"cifar10"``, ``"oxford_flowers102"``...).
+Every source has ``class_names`` (class or attribute names), ``task`` (``"multiclass"``: integer
+labels (N,); ``"multilabel"``: multi-hot labels (N, A)) and ``len()``; sources with random access
+(arrays, folders) also have ``labels`` and ``images_at(indices)`` for the ``model.fit`` engine.
 
-:func:`make_dataset` turns a source into batches. Training pipelines are a pure function of
-``(seed, epoch, position)``: the shuffle order comes from ``(seed, epoch)`` and every image's
-augmentation from stateless ops seeded by ``(seed, epoch, position)``, so a run resumed in the
-middle of an epoch sees exactly the batches an uninterrupted run would (see
-:class:`zoo.train.Trainer`). The optional RandAugment / MixUp / CutMix use Keras layers whose
-random state is not checkpointed.
+- :class:`ArraySource`: numpy arrays and ``.npz`` files (``x_train``/``y_train`` as in
+  keras.datasets; ``x``/``attr``/``attr_names`` for attributes), and the offline CIFAR-10 JPEG
+  copy (:func:`load_cifar10_jpeg`).
+- :class:`FolderSource`: a folder with one sub-folder per class; :class:`AttributeFolderSource`:
+  a folder of images with an ``attributes.csv``. Unreadable or corrupt files are reported and
+  skipped.
+- :class:`TfdsSource`: a tensorflow-datasets name (``"cifar10"``; ``"celeb_a"`` with its
+  ``attributes`` dict).
+
+The tf.data pipeline that batches them is :mod:`zoo.data.pipeline`.
 """
 
 import logging
@@ -27,7 +28,7 @@ try:  # tf.data pipelines need TensorFlow; the array / .npz loaders also work wi
 except ImportError:  # pragma: no cover - exercised on machines without TensorFlow
     tf = None
 
-from zoo.training.recipe import AugmentConfig  # noqa: F401 (re-exported)
+from zoo.data.images import as_uint8, read_image
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,14 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 
 
 class ArraySource:
-    """In-memory images (N, H, W, 3) uint8 and labels (N,)."""
+    """In-memory images (N, H, W, 3) and labels: integers (N,) for ``multiclass``, multi-hot
+    (N, A) in {0, 1} for ``multilabel`` (the default task of 2-D labels).
 
-    def __init__(self, images, labels, class_names=None):
+    Images are checked and converted to uint8 (:func:`zoo.data.images.as_uint8`: floats in [0, 1]
+    are scaled, NaNs and out-of-range values are an error), grey images become RGB.
+    """
+
+    def __init__(self, images, labels, class_names=None, task=None, where="images"):
         images = np.asarray(images)
         if images.ndim == 3:  # grayscale (N, H, W)
             images = images[..., None]
@@ -46,30 +52,76 @@ class ArraySource:
             raise ValueError(f"images must have shape (N, H, W, 3) or (N, H, W, 1), got {images.shape}")
         if images.shape[-1] == 1:
             images = np.repeat(images, 3, axis=-1)
-        labels = np.asarray(labels).astype("int64").reshape(-1)
+        labels = np.asarray(labels)
+        self.task = task or ("multilabel" if labels.ndim == 2 and labels.shape[1] > 1 else "multiclass")
+        if self.task == "multiclass":
+            labels = labels.reshape(-1)
+            if labels.size and not np.all(np.equal(np.mod(labels, 1), 0)):
+                raise ValueError("class labels must be integers; for multi-label targets pass (N, A) arrays")
+            labels = labels.astype("int64")
+        else:
+            labels = np.where(labels < 0, 0, labels).astype("float32")  # CelebA's -1 = absent
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
-        self.images = images.astype("uint8") if images.dtype != np.uint8 else images
+        self.images = as_uint8(images, where)
         self.labels = labels
-        num_classes = int(labels.max()) + 1 if len(labels) else 0
-        self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
+        self.named = class_names is not None  # unnamed labels are indices into the model's classes
+        if class_names is None:
+            count = labels.shape[1] if self.task == "multilabel" else (int(labels.max()) + 1 if len(labels) else 0)
+            class_names = [str(i) for i in range(count)]
+        self.class_names = list(class_names)
 
     def __len__(self):
         return len(self.labels)
 
+    def images_at(self, indices):
+        return self.images[indices]
+
     @classmethod
     def from_npz(cls, path, split="train"):
-        """An ``.npz`` with ``x_<split>``/``y_<split>`` (Keras datasets layout) or ``x``/``y`` keys,
-        optionally ``class_names``; or the CIFAR-10 JPEG layout (``<split>_jpeg``/offsets)."""
+        """An ``.npz`` in one of these layouts:
+
+        - ``x_<split>``/``y_<split>`` (keras.datasets) or ``x``/``y``, optionally ``class_names``;
+        - attributes: ``x``/``attr``/``attr_names`` (or ``x_<split>``/``attr_<split>``); without
+          split keys, images with an ``ids`` value divisible by 5 are the ``test`` split and the
+          others ``train`` (``split="all"``: every image);
+        - the CIFAR-10 JPEG layout (``<split>_jpeg``/``<split>_offsets``/``y_<split>``).
+        """
+        where = f"images of {path}"
         with np.load(path) as f:
             keys = set(f.files)
             names = [str(c) for c in f["class_names"]] if "class_names" in keys else None
             if f"{split}_jpeg" in keys:
                 return cls(decode_jpeg_blob(f[f"{split}_jpeg"], f[f"{split}_offsets"]), f[f"y_{split}"], names)
+            if "attr_names" in keys:
+                names = [str(c) for c in f["attr_names"]]
+                if f"x_{split}" in keys and f"attr_{split}" in keys:
+                    return cls(f[f"x_{split}"], f[f"attr_{split}"], names, "multilabel", where)
+                if "x" in keys and "attr" in keys:
+                    rows = id_split(f["ids"], split) if "ids" in keys else slice(None)
+                    return cls(f["x"][rows], f["attr"][rows], names, "multilabel", where)
             for x_key, y_key in ((f"x_{split}", f"y_{split}"), ("x", "y")):
                 if x_key in keys and y_key in keys:
-                    return cls(f[x_key], f[y_key], names)
-        raise ValueError(f"{path}: expected keys x_{split}/y_{split} or x/y, found {sorted(keys)}")
+                    return cls(f[x_key], f[y_key], names, where=where)
+        raise ValueError(f"{path}: expected keys x_{split}/y_{split}, x/y or x/attr/attr_names, found {sorted(keys)}")
+
+    def with_class_names(self, class_names):
+        """The same data with labels renumbered to `class_names` (by name): a class the model does
+        not know is an error. Multi-label attributes are reordered the same way."""
+        if list(class_names) == self.class_names or not self.named:
+            return self
+        unknown = [n for n in self.class_names if n not in class_names]
+        if unknown:
+            raise ValueError(f"the data has classes the model does not know: {unknown}; the model's are "
+                             f"{list(class_names)}")
+        index = {name: i for i, name in enumerate(class_names)}
+        if self.task == "multilabel":
+            if len(class_names) != len(self.class_names):
+                raise ValueError(f"the data has attributes {self.class_names}, the model {list(class_names)}")
+            columns = [self.class_names.index(n) for n in class_names]
+            return ArraySource(self.images, self.labels[:, columns], class_names, self.task)
+        mapping = np.array([index[n] for n in self.class_names])
+        return ArraySource(self.images, mapping[self.labels], class_names, self.task)
 
     def load(self, index):
         return tf.gather(self._images_const, index), tf.gather(self._labels_const, index)
@@ -79,6 +131,18 @@ class ArraySource:
         self._images_const = tf.constant(self.images)
         self._labels_const = tf.constant(self.labels)
         return tf.data.Dataset.from_tensor_slices(order).map(self.load)
+
+
+def id_split(ids, split):
+    """Rows of a deterministic split by image id: ``test`` = ``id % 5 == 0``, ``train`` = the rest."""
+    ids = np.asarray(ids)
+    if split == "test":
+        return np.flatnonzero(ids % 5 == 0)
+    if split == "train":
+        return np.flatnonzero(ids % 5 != 0)
+    if split == "all":
+        return np.arange(len(ids))
+    raise ValueError(f"split must be 'train', 'test' or 'all' for an id-split .npz, got {split!r}")
 
 
 def decode_jpeg_blob(blob, offsets):
@@ -99,54 +163,38 @@ def load_cifar10_jpeg(path, split="train"):
     return ArraySource.from_npz(path, split)
 
 
-class FolderSource:
-    """Images in ``root/<class_name>/*.{png,jpg,...}``; class index = sorted sub-folder order.
+class PathSource:
+    """Image files with labels: decoded by tf.data for the loop engine, by Pillow
+    (:func:`zoo.data.images.read_image`) for the fit engine; resized to `image_size`."""
 
-    Every file is fully decoded once when the folder is scanned (``validate=True``); files that
-    cannot be decoded are logged, listed in ``self.skipped`` and left out, so a run never
-    crashes on them. Images are resized to `image_size` (height, width).
-    """
+    def __len__(self):
+        return len(self.labels)
 
-    def __init__(self, root, image_size=(32, 32), class_names: Optional[Sequence[str]] = None, validate=True):
-        root = Path(root)
-        if not root.is_dir():
-            raise FileNotFoundError(f"image folder {root} does not exist")
-        found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-        if not found:
-            raise ValueError(f"{root} has no class sub-folders: expected {root}/<class_name>/<image files>")
-        self.class_names = list(class_names) if class_names is not None else found
-        unknown = set(found) - set(self.class_names)
-        if unknown:
-            raise ValueError(f"{root} has sub-folders that are not known classes: {sorted(unknown)}")
-        self.image_size = tuple(image_size)
-        paths, labels = [], []
-        for label, name in enumerate(self.class_names):
-            folder = root / name
-            files = []
-            if folder.is_dir():
-                files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-            paths += [str(p) for p in files]
-            labels += [label] * len(files)
+    def keep_readable(self, paths, labels, validate):
+        """Drop (and report in ``self.skipped``) the files that cannot be decoded."""
         self.skipped = []
         if validate:
             keep = [i for i, p in enumerate(paths) if self._readable(p)]
             paths, labels = [paths[i] for i in keep], [labels[i] for i in keep]
         if not paths:
-            raise ValueError(f"no readable images under {root} (extensions {IMAGE_EXTENSIONS})")
+            raise ValueError(f"no readable images under {self.root} (extensions {IMAGE_EXTENSIONS})")
         self.paths = np.array(paths)
-        self.labels = np.array(labels, dtype="int64")
-
-    def __len__(self):
-        return len(self.labels)
+        self.labels = np.array(labels, dtype="int64" if self.task == "multiclass" else "float32")
 
     def _readable(self, path):
         try:
-            tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+            if tf is None:
+                read_image(path)
+            else:
+                tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
             return True
-        except (tf.errors.InvalidArgumentError, tf.errors.OpError) as err:
+        except (ValueError, tf.errors.OpError if tf is not None else ValueError) as err:
             log.warning("skipping unreadable image %s: %s", path, str(err).splitlines()[0])
             self.skipped.append(path)
             return False
+
+    def images_at(self, indices):
+        return np.stack([read_image(self.paths[i], self.image_size) for i in np.atleast_1d(indices)])
 
     def load(self, index):
         image = tf.io.decode_image(tf.io.read_file(tf.gather(self.paths, index)), channels=3, expand_animations=False)
@@ -158,19 +206,111 @@ class FolderSource:
         return ds.ignore_errors(log_warning=True)
 
 
-class TfdsSource:
-    """A tensorflow-datasets dataset (``tfds.load(name, split=split, as_supervised=True)``)."""
+class FolderSource(PathSource):
+    """Images in ``root/<class_name>/*.{png,jpg,...}``.
 
-    def __init__(self, name, split="train", image_size=(32, 32), data_dir=None):
+    Class indices follow `class_names` when given (a model's classes: folders are matched by
+    name, a folder the model does not know is an error), else the sorted sub-folder names.
+    Every file is decoded once when the folder is scanned (``validate=True``); files that cannot
+    be decoded are logged, listed in ``self.skipped`` and left out.
+    """
+
+    task = "multiclass"
+
+    def __init__(self, root, image_size=(32, 32), class_names: Optional[Sequence[str]] = None, validate=True):
+        self.root = root = Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(f"no such folder: {root}")
+        found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        if not found:
+            raise ValueError(f"{root} has no class sub-folders: expected {root}/<class_name>/<image files>")
+        self.class_names = list(class_names) if class_names is not None else found
+        unknown = sorted(set(found) - set(self.class_names))
+        if unknown:
+            raise ValueError(f"{root} has sub-folders that are not classes of the model: {unknown}; "
+                             f"its classes are {self.class_names}")
+        self.image_size = tuple(image_size)
+        paths, labels = [], []
+        for label, name in enumerate(self.class_names):
+            folder = root / name
+            files = []
+            if folder.is_dir():
+                files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+            paths += [str(p) for p in files]
+            labels += [label] * len(files)
+        self.keep_readable(paths, labels, validate)
+
+
+ATTRIBUTES_CSV = "attributes.csv"
+
+
+class AttributeFolderSource(PathSource):
+    """A folder of images with ``attributes.csv``: a header ``file,<attr1>,<attr2>,...`` and one
+    row per image (its path relative to the folder), values 1 (present) and 0 or -1 (absent)."""
+
+    task = "multilabel"
+
+    def __init__(self, root, image_size=(32, 32), class_names: Optional[Sequence[str]] = None, validate=True,
+                 csv_name=ATTRIBUTES_CSV):
+        import csv
+
+        self.root = root = Path(root)
+        table = root / csv_name
+        if not table.is_file():
+            raise FileNotFoundError(f"no such file: {table}")
+        with open(table, newline="") as f:
+            rows = list(csv.reader(f))
+        if len(rows) < 2 or len(rows[0]) < 2:
+            raise ValueError(f"{table} needs a header 'file,<attribute>,...' and one row per image")
+        names = [n.strip() for n in rows[0][1:]]
+        self.class_names = list(class_names) if class_names is not None else names
+        if sorted(self.class_names) != sorted(names):
+            raise ValueError(f"{table} has the attributes {names}, the model {self.class_names}")
+        columns = [names.index(n) for n in self.class_names]
+        self.image_size = tuple(image_size)
+        paths, labels = [], []
+        for line, row in enumerate(rows[1:], start=2):
+            if not row:
+                continue
+            try:
+                values = [float(v) for v in row[1:]]
+            except ValueError:
+                raise ValueError(f"{table} line {line}: attribute values must be 1, 0 or -1, got {row[1:]}") from None
+            if len(values) != len(names) or not set(values) <= {-1.0, 0.0, 1.0}:
+                raise ValueError(f"{table} line {line}: expected {len(names)} values of 1, 0 or -1, got {row[1:]}")
+            paths.append(str(root / row[0]))
+            labels.append([1.0 if values[c] > 0 else 0.0 for c in columns])
+        missing = [p for p in paths if not os.path.isfile(p)]
+        if missing:
+            raise FileNotFoundError(f"{table} lists {len(missing)} files that do not exist, e.g. {missing[0]}")
+        self.keep_readable(paths, labels, validate)
+
+
+class TfdsSource:
+    """A tensorflow-datasets dataset: ``image`` + ``label`` (its supervised keys, multiclass), or
+    ``image`` + an ``attributes`` dict of booleans (celeb_a; multilabel, attributes in the
+    dataset's order)."""
+
+    def __init__(self, name, split="train", image_size=(32, 32), data_dir=None, download=True):
         import tensorflow_datasets as tfds
 
-        self.dataset, info = tfds.load(name, split=split, as_supervised=True, with_info=True, data_dir=data_dir)
-        label = info.features[info.supervised_keys[1]]
-        self.class_names = list(label.names)
+        dataset, info = tfds.load(name, split=split, with_info=True, data_dir=data_dir, download=download)
+        if info.supervised_keys and "attributes" not in info.features:
+            image_key, label_key = info.supervised_keys
+            self.task, self.class_names = "multiclass", list(info.features[label_key].names)
+            self.dataset = dataset.map(lambda ex: (ex[image_key], tf.cast(ex[label_key], tf.int64)))
+        elif "attributes" in info.features and "image" in info.features:
+            self.task, self.class_names = "multilabel", list(info.features["attributes"].keys())
+            names = self.class_names
+            self.dataset = dataset.map(
+                lambda ex: (ex["image"], tf.stack([tf.cast(ex["attributes"][n], tf.float32) for n in names])))
+        else:
+            raise ValueError(f"tfds dataset {name!r} has neither supervised keys nor an 'attributes' dict "
+                             f"(features: {list(info.features)})")
         try:
             self.num_examples = int(info.splits[split].num_examples)
         except KeyError:  # split metadata unavailable (e.g. tfds.testing.mock_data)
-            self.num_examples = int(self.dataset.cardinality())
+            self.num_examples = int(dataset.cardinality())
         self.image_size = tuple(image_size)
 
     def __len__(self):
@@ -186,121 +326,44 @@ class TfdsSource:
         if image.shape[-1] == 1:
             image = tf.image.grayscale_to_rgb(image)
         image = tf.image.resize(image, self.image_size, antialias=True)
-        return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), tf.cast(label, tf.int64)
+        return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label
 
 
 def open_source(data, split="train", image_size=(32, 32), class_names=None):
-    """A source from what the user has: a source object, a folder, an ``.npz`` file, a
-    ``(images, labels)`` tuple, or a tensorflow-datasets name (``"tfds:cifar10"`` or ``"cifar10"``)."""
+    """A source from what the user has: a source object, a folder (class sub-folders, or an
+    ``attributes.csv``; either inside ``train/``/``test/`` sub-folders), an ``.npz`` file, an
+    ``(images, labels)`` tuple, or a tensorflow-datasets name (``"tfds:cifar10"``).
+
+    With `class_names` (a model's classes or attributes), the data's labels are mapped to them by
+    name.
+    """
     if hasattr(data, "class_names"):
-        return data
-    if isinstance(data, tuple):
-        return ArraySource(*data, class_names=class_names)
-    data = str(data)
+        source = data
+    elif isinstance(data, tuple):
+        source = ArraySource(*data, class_names=class_names)
+    else:
+        source = open_path(str(data), split, image_size, class_names)
+    if class_names is not None and isinstance(source, ArraySource):
+        source = source.with_class_names(class_names)
+    return source
+
+
+def open_path(data, split, image_size, class_names):
     if os.path.isdir(data):
-        split_dir = os.path.join(data, split)
-        if os.path.isdir(split_dir):
-            return FolderSource(split_dir, image_size, class_names)
-        if os.path.isdir(os.path.join(data, "train")):  # a split layout without the requested split
+        root = data
+        if os.path.isdir(os.path.join(data, split)):
+            root = os.path.join(data, split)
+        elif os.path.isdir(os.path.join(data, "train")):  # a split layout without the requested split
             raise ValueError(f"{data} has a train/ folder but no {split}/ folder")
-        return FolderSource(data, image_size, class_names)
+        if os.path.isfile(os.path.join(root, ATTRIBUTES_CSV)):
+            return AttributeFolderSource(root, image_size, class_names)
+        return FolderSource(root, image_size, class_names)
     if data.endswith(".npz"):
         if not os.path.exists(data):
-            raise FileNotFoundError(f"{data} does not exist")
+            raise FileNotFoundError(f"no such file: {data}")
         return ArraySource.from_npz(data, split)
-    name = data.removeprefix("tfds:")
-    return TfdsSource(name, split, image_size)
-
-
-def epoch_order(num_examples, seed, epoch, training):
-    """The example order of one epoch: a (seed, epoch)-determined permutation when training."""
-    if not training:
-        return np.arange(num_examples)
-    return np.random.default_rng([seed, epoch]).permutation(num_examples)
-
-
-def augment_image(image, seed, config: AugmentConfig):
-    """Padded random crop and random horizontal flip, stateless in `seed` (shape (2,) int)."""
-    if config.crop_padding:
-        p = config.crop_padding
-        padded = tf.pad(image, [[p, p], [p, p], [0, 0]])
-        image = tf.image.stateless_random_crop(padded, tf.shape(image), seed=seed)
-    if config.flip:
-        image = tf.image.stateless_random_flip_left_right(image, seed=seed + 1)
-    return image
-
-
-def batch_augmentation(config: AugmentConfig, num_classes, seed):
-    """Batch-level Keras augmentation layers (RandAugment, MixUp, CutMix) or None."""
-    import keras
-
-    steps = []
-    if config.rand_augment:
-        steps.append(("images", keras.layers.RandAugment(value_range=(0, 255), seed=seed)))
-    if config.mixup_alpha > 0:
-        steps.append(("mix", keras.layers.MixUp(alpha=config.mixup_alpha, seed=seed)))
-    if config.cutmix:
-        steps.append(("mix", keras.layers.CutMix(seed=seed)))
-    if not steps:
-        return None
-
-    def apply(images, labels):
-        images = tf.cast(images, tf.float32)
-        if config.mixes_labels:
-            labels = tf.one_hot(labels, num_classes)
-        for kind, layer in steps:
-            if kind == "images":
-                images = layer(images, training=True)
-            else:
-                mixed = layer({"images": images, "labels": labels}, training=True)
-                images, labels = mixed["images"], mixed["labels"]
-        return images, labels
-
-    return apply
-
-
-def make_dataset(
-    source,
-    batch_size,
-    training=False,
-    seed=0,
-    epoch=0,
-    skip=0,
-    augment: Optional[AugmentConfig] = None,
-    input_context: "Optional[tf.distribute.InputContext]" = None,
-):
-    """Batches of ``(float32 images in [0, 255], labels)`` for one epoch of `source`.
-
-    - `batch_size` is the batch of this pipeline (per replica under ``tf.distribute``).
-    - `skip` examples of this pipeline's epoch are skipped (resuming mid-epoch).
-    - With `input_context` (``distribute_datasets_from_function``) the epoch is sharded across
-      input pipelines (workers).
-    Training drops the last partial batch; evaluation keeps it.
-    """
-    augment = augment or AugmentConfig()
-    shard, num_shards = 0, 1
-    if input_context:
-        shard, num_shards = input_context.input_pipeline_id, input_context.num_input_pipelines
-    if isinstance(source, TfdsSource):
-        ds = source.ordered_dataset(training, seed, epoch).shard(num_shards, shard).skip(skip)
-        positions = tf.data.Dataset.range(skip, 2**62)
-        ds = tf.data.Dataset.zip((ds, positions)).map(lambda pair, pos: (pair[0], pair[1], pos))
-    else:
-        order = epoch_order(len(source), seed, epoch, training)[shard::num_shards][skip:]
-        ds = source.element_dataset(order)
-        positions = tf.data.Dataset.range(skip, skip + len(order))
-        ds = tf.data.Dataset.zip((ds, positions)).map(lambda pair, pos: (pair[0], pair[1], pos))
-
-    def finish(image, label, position):
-        if training:
-            element_seed = tf.stack([tf.constant(seed * 1_000_003 + epoch * 7919 + shard, tf.int64), position])
-            image = augment_image(image, element_seed, augment)
-        return tf.cast(image, tf.float32), label
-
-    ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(batch_size, drop_remainder=training)
-    if training:
-        extra = batch_augmentation(augment, len(source.class_names), seed * 7919 + epoch)
-        if extra is not None:
-            ds = ds.map(extra, num_parallel_calls=1)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    if data.startswith("tfds:"):
+        return TfdsSource(data.removeprefix("tfds:"), split, image_size)
+    if os.sep in data or data.startswith(".") or os.path.splitext(data)[1]:
+        raise FileNotFoundError(f"no such folder or file: {data} (a tensorflow-datasets name is written tfds:NAME)")
+    return TfdsSource(data, split, image_size)

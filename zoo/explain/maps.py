@@ -1,19 +1,29 @@
 """The uniform attention-map API and overlays (backend-agnostic: keras.ops + numpy).
 
-Every zoo model returns a dict; its attention maps are the rank-4 outputs whose names start
-with ``attention`` (ABN: ``attention``, shape (B, h, w, 1)). :func:`attention_maps` returns
-them upsampled to the input size, so overlays look the same for every family.
+Every zoo model returns a dict; which of its outputs are attention maps, and of what kind, is
+declared by its architecture (:class:`zoo.registry.FeatureInfo`: ABN ``attention``, a sigmoid map
+(B, h, w, 1); LTPA ``attention_s`` softmax-over-space maps and ``attention_scores_s`` raw scores).
+:func:`attention_maps` returns them upsampled to the input size, so overlays look the same for
+every family; maps with one channel per attribute are split per attribute.
 """
 
 import numpy as np
 from keras import ops
 
+from zoo import registry
+
 OVERLAY_ALPHA = 0.5
 
 
-def attention_output_names(outputs):
-    """Names of the attention-map outputs of a model output dict (or of ``model.output``)."""
-    return sorted(k for k, v in outputs.items() if k.startswith("attention") and len(v.shape) == 4)
+def attention_output_names(model):
+    """The declared attention-map outputs of a zoo model, the default (drawn) one first."""
+    return registry.feature_info(model).map_names
+
+
+def default_map(model):
+    """The name of the map drawn by default (None for a model without attention maps)."""
+    names = attention_output_names(model)
+    return names[0] if names else None
 
 
 def upsample(maps, size):
@@ -30,18 +40,38 @@ def normalize_maps(maps):
     return np.where(span > 0, (maps - lo) / np.maximum(span, 1e-12), 0.0).astype("float32")
 
 
-def attention_maps(model, images, size=None, normalize=False, outputs=None):
-    """All attention maps of `model` for `images` (B, H, W, 3), upsampled to (H, W) or `size`.
+def attention_maps(model, images, size=None, normalize=False, outputs=None, maps=None, attribute=None):
+    """The attention maps of `model` for `images` (B, H, W, 3), upsampled to (H, W) or `size`.
 
-    Returns ``{name: (B, H, W) float32}``; with ``normalize=True`` each map is min-max scaled to
-    [0, 1]. Pass `outputs` (the model's output dict for `images`) to avoid a second forward pass.
+    Returns ``{name: (B, H, W) float32}``, for every declared map or the names in `maps` (a name
+    or a list). A per-attribute map (B, h, w, A) gives ``"name/attribute"`` entries, or only the
+    one of `attribute`. With ``normalize=True`` each map is min-max scaled to [0, 1]. Pass
+    `outputs` (the model's output dict for `images`) to avoid a second forward pass.
     """
+    from zoo.data.images import as_pixels
+    from zoo.tasks import label_names_of
+
+    info = registry.feature_info(model)
+    names = info.map_names if maps is None else ([maps] if isinstance(maps, str) else list(maps))
+    taps = [info.map(name) for name in names]
     images = np.asarray(images)
     if outputs is None:
-        outputs = model(ops.convert_to_tensor(images, "float32"), training=False)
+        outputs = model(ops.convert_to_tensor(as_pixels(images)), training=False)
     size = size or images.shape[1:3]
-    maps = {name: upsample(outputs[name], size) for name in attention_output_names(outputs)}
-    return {k: normalize_maps(v) for k, v in maps.items()} if normalize else maps
+    result = {}
+    for tap in taps:
+        value = outputs[tap.output]
+        if tap.kind == "per_attribute":
+            labels = label_names_of(model)
+            wanted = labels if attribute is None else [attribute]
+            for label in wanted:
+                if label not in labels:
+                    raise registry.unknown_name_error(label, labels, "attribute")
+                channel = labels.index(label)
+                result[f"{tap.output}/{label}"] = upsample(value[..., channel : channel + 1], size)
+        else:
+            result[tap.output] = upsample(value, size)
+    return {k: normalize_maps(v) for k, v in result.items()} if normalize else result
 
 
 def overlay(image, attention, alpha=OVERLAY_ALPHA, cmap="jet"):

@@ -21,8 +21,7 @@ import keras
 from keras import layers
 
 from zoo.models import layers as zl
-from zoo.models.losses import classification_loss
-from zoo.registry import register_model
+from zoo.registry import FeatureInfo, MapTap, register_model
 
 CIFAR_DEPTHS = (20, 32, 44, 56, 110)
 IMAGENET_DEPTHS = {50: "ResNet50", 101: "ResNet101", 152: "ResNet152"}
@@ -137,6 +136,9 @@ def abn_imagenet_resnet(
     """
     if depth not in IMAGENET_DEPTHS:
         raise ValueError(f"ImageNet ABN depth must be one of {sorted(IMAGENET_DEPTHS)}, got {depth}")
+    from zoo import weights
+
+    weights.check_backbone_weights(backbone_weights, f"resnet{depth}_weights_tf_dim_ordering_tf_kernels_notop.h5")
     app = getattr(keras.applications, IMAGENET_DEPTHS[depth])
     backbone = app(include_top=False, weights=backbone_weights, input_shape=tuple(input_shape))
     conv4 = backbone.get_layer(IMAGENET_CONV4_OUT[depth]).output
@@ -159,14 +161,29 @@ def abn_imagenet_resnet(
     return keras.Model(inputs, outputs_dict(logits, att_logits, att_map), name=name or f"abn_resnet{depth}")
 
 
-def abn_loss(y_true, outputs, attention_loss_weight=1.0, label_smoothing=0.0):
-    """Per-example ABN loss ``L_per + w * L_att`` (paper Sec. 3.3; the code uses w = 1).
-
-    `y_true` are integer labels (B,) or one-hot / mixed targets (B, K) (MixUp, CutMix).
-    """
-    return classification_loss(y_true, outputs["logits"], label_smoothing) + attention_loss_weight * (
-        classification_loss(y_true, outputs["attention_logits"], label_smoothing)
+def abn_loss(y_true, outputs, task, attention_loss_weight=1.0, label_smoothing=0.0):
+    """Per-example ABN loss ``L_per + w * L_att`` (paper Sec. 3.3; the code uses w = 1), each term
+    the task's loss (softmax cross-entropy, or binary cross-entropy for multi-label)."""
+    return task.loss(y_true, outputs["logits"], label_smoothing) + attention_loss_weight * (
+        task.loss(y_true, outputs["attention_logits"], label_smoothing)
     )
+
+
+ABN_MAPS = (MapTap("attention", "sigmoid", "the attention map M of Eq. 3, at the feature-extractor resolution"),)
+ABN_HEADS = ("att_conv", "att_bn2", "att_conv2", "att_conv3", "fc")  # their shapes depend on K
+
+
+def cifar_feature_info(config):
+    """Taps of :func:`abn_cifar_resnet`: Grad-CAM on the perception branch's last block."""
+    _, n = cifar_block_type(config["depth"], config.get("block", "auto"))
+    return FeatureInfo(gradcam_layer=f"stage3_block{n}_out", inner_layer=f"stage2_block{n}_out", maps=ABN_MAPS,
+                       heads=ABN_HEADS, feature_layers=("preprocess", "stem_", "stage1_", "stage2_"))
+
+
+def imagenet_feature_info(config):
+    """Taps of :func:`abn_imagenet_resnet` (conv5 is the nested ``perception_conv5`` model)."""
+    return FeatureInfo(gradcam_layer="perception_conv5", inner_layer="feature_extractor", maps=ABN_MAPS,
+                       heads=ABN_HEADS, feature_layers=("rgb_to_bgr", "preprocess", "feature_extractor"))
 
 
 for _depth in CIFAR_DEPTHS:
@@ -175,8 +192,8 @@ for _depth in CIFAR_DEPTHS:
         "abn",
         abn_cifar_resnet,
         abn_loss,
+        cifar_feature_info,
         description=f"ABN on CIFAR ResNet-{_depth} (32x32 inputs)",
-        feature_layers=("preprocess", "stem_", "stage1_", "stage2_"),
         depth=_depth,
         num_classes=10,
         input_shape=(32, 32, 3),
@@ -187,8 +204,8 @@ for _depth in IMAGENET_DEPTHS:
         "abn",
         abn_imagenet_resnet,
         abn_loss,
+        imagenet_feature_info,
         description=f"ABN on ImageNet ResNet-{_depth} (keras.applications backbone)",
-        feature_layers=("rgb_to_bgr", "preprocess", "feature_extractor"),
         depth=_depth,
         num_classes=1000,
         input_shape=(224, 224, 3),

@@ -31,7 +31,7 @@ from keras import layers, ops
 
 from zoo.models import layers as zl
 from zoo.models.losses import logits_loss
-from zoo.registry import register_model
+from zoo.registry import FeatureInfo, MapTap, register_model
 
 # cifar.torch VGG-BN-Dropout: (channels, dropout rate after the conv's ReLU), "M" = max-pool
 VGG16_CONFIG = [(64, 0.3), (64, 0), "M", (128, 0.4), (128, 0), "M", (256, 0.4), (256, 0.4), (256, 0), "M",
@@ -237,26 +237,57 @@ def vgg_cifar(num_classes=10, input_shape=(32, 32, 3), width=1.0, dropout_scale=
 
 
 LTPA_FEATURES = ("preprocess", "conv")  # the VGG trunk: conv1..conv15 layers
+LOCAL_LAYERS = {"before": ("conv7_relu", "conv10_relu", "conv13_relu"), "after": ("pool3", "pool4", "pool5")}
+MAP_KIND = {"softmax": "softmax_space", "sigmoid": "sigmoid"}
+
+
+def ltpa_feature_info(config):
+    """Taps of :func:`ltpa_vgg`: Grad-CAM on the coarsest local features (conv13), the maps a_s
+    (finest level first) and the raw scores c_s; heads are the classifier(s)."""
+    levels = config["levels"]
+    local_layers = LOCAL_LAYERS[config.get("placement", "before")]
+    kind = MAP_KIND[config.get("normalization", "softmax")]
+    maps = tuple(MapTap(f"attention_{i}", kind, f"level {i} attention a (Eq. 1)") for i in range(1, levels + 1))
+    maps += tuple(MapTap(f"attention_scores_{i}", "scores", f"level {i} compatibility scores c (Eq. 2/3)")
+                  for i in range(1, levels + 1))
+    heads = ("fc",) if config.get("aggregation", "concat") == "concat" else tuple(f"fc{i}" for i in range(1, levels + 1))
+    return FeatureInfo(gradcam_layer=local_layers[2], inner_layer=local_layers[1], maps=maps, heads=heads,
+                       feature_layers=LTPA_FEATURES)
+
+
+def vgg_feature_info(config):
+    """Taps of :func:`vgg_cifar` (no attention maps)."""
+    return FeatureInfo(gradcam_layer="conv13_relu", inner_layer="conv10_relu", maps=(), heads=("fc",),
+                       feature_layers=LTPA_FEATURES)
+
+
+COMPACT = {"width": 0.25, "dropout_scale": 0.5}  # the CPU-sized variants (tags *_w025)
 
 for _levels in (1, 2, 3):
+    for _suffix, _extra in (("", {}), ("_w025", COMPACT)):
+        register_model(
+            f"ltpa_vgg_att{_levels}{_suffix}",
+            "ltpa",
+            ltpa_vgg,
+            logits_loss,
+            ltpa_feature_info,
+            description=f"Learn To Pay Attention, VGG-att{_levels} (32x32 inputs)"
+            + (", width 0.25, dropout x0.5" if _extra else ""),
+            levels=_levels,
+            num_classes=10,
+            input_shape=(32, 32, 3),
+            **_extra,
+        )
+for _suffix, _extra in (("", {}), ("_w025", COMPACT)):
     register_model(
-        f"ltpa_vgg_att{_levels}",
+        f"ltpa_vgg16{_suffix}",
         "ltpa",
-        ltpa_vgg,
+        vgg_cifar,
         logits_loss,
-        description=f"Learn To Pay Attention, VGG-att{_levels} (32x32 inputs)",
-        feature_layers=LTPA_FEATURES,
-        levels=_levels,
+        vgg_feature_info,
+        description="VGG-16-BN-Dropout baseline without attention (the LTPA paper's VGG)"
+        + (", width 0.25, dropout x0.5" if _extra else ""),
         num_classes=10,
         input_shape=(32, 32, 3),
+        **_extra,
     )
-register_model(
-    "ltpa_vgg16",
-    "ltpa",
-    vgg_cifar,
-    logits_loss,
-    description="VGG-16-BN-Dropout baseline without attention (the LTPA paper's VGG)",
-    feature_layers=LTPA_FEATURES,
-    num_classes=10,
-    input_shape=(32, 32, 3),
-)

@@ -1,9 +1,11 @@
 """Fine-tune a pretrained zoo model on the user's own images (``zoo finetune``).
 
-The pretrained model is loaded with a new head for the data's classes (the layers whose shape
-depends on the number of classes start fresh), the feature extractor is optionally frozen, and
-the model is trained with the same custom loop as from-scratch training, then saved with its
-class names so that ``zoo.load(output)`` and ``zoo predict --model output`` work.
+The pretrained model is loaded with new heads for the data's classes or attributes (the layers
+its architecture declares as heads, :class:`zoo.registry.FeatureInfo`, start fresh; every other
+layer keeps its pretrained weights, copied by name), the feature extractor is optionally frozen
+(the declared ``feature_layers``), and the model is trained by the same training core as
+from-scratch training, then saved with its label names so that ``zoo.load(output)`` and
+``zoo predict --model output`` work.
 """
 
 from typing import Optional
@@ -12,13 +14,17 @@ from zoo import data as zdata
 from zoo import hub, registry
 from zoo.training import loop as ztrain
 
+# what a fine-tuned model does not inherit from the model it starts from
+NOT_INHERITED = ("frozen_layers", "history", "history_fit", "train_config", "step", "steps_per_epoch",
+                 "reheaded_from")
+
 
 def freeze_feature_extractor(model):
-    """Make the family's feature-extractor layers non-trainable (their BN runs in inference mode).
+    """Make the declared feature-extractor layers non-trainable (their BN runs in inference mode).
 
     Returns the names of the frozen layers.
     """
-    prefixes = registry.get_spec(model.zoo_config["arch"]).feature_layers
+    prefixes = registry.feature_info(model).feature_layers
     frozen = [layer.name for layer in model.layers if layer.name.startswith(prefixes)]
     for layer in model.layers:
         if layer.name in frozen:
@@ -40,25 +46,26 @@ def finetune(
 ):
     """Fine-tune `pretrained` (a name ``zoo.load`` accepts) on `data`; returns (model, history).
 
-    `data` is anything :func:`zoo.data.open_source` takes (a class-per-folder directory, an
-    ``.npz``, a tfds name, a source). Defaults: 10 epochs, lr 0.01, cosine schedule.
+    `data` is anything :func:`zoo.data.open_source` takes (a class-per-folder directory, a folder
+    with an ``attributes.csv``, an ``.npz``, a tfds name, a source); its task (single- or
+    multi-label) becomes the model's. Defaults: 10 epochs, lr 0.01, cosine schedule.
     """
     config = config or ztrain.TrainConfig(epochs=10, lr=0.01)
     pretrained_config, _ = hub.read_config(pretrained)
     image_size = pretrained_config.get("image_size") or pretrained_config["build"]["input_shape"][:2]
     image_size = tuple(size or 32 for size in image_size)  # a dynamic-size model: CIFAR-sized by default
     source = zdata.open_source(data, split, image_size)
-    num_classes = len(source.class_names)
     test_source = None
     if test_data is not None:
         test_source = zdata.open_source(test_data, test_split, image_size, source.class_names)
 
     def make_model():
-        model = hub.load(pretrained, num_classes=num_classes)
+        model = hub.load(pretrained, num_classes=len(source.class_names), task=source.task)
+        for key in NOT_INHERITED:
+            model.zoo_config.pop(key, None)
         model.zoo_config["class_names"] = list(source.class_names)
         model.zoo_config["finetuned_from"] = pretrained_config.get("pretrained", str(pretrained))
-        if freeze:
-            model.zoo_config["frozen_layers"] = freeze_feature_extractor(model)
+        model.zoo_config["frozen_layers"] = freeze_feature_extractor(model) if freeze else []
         return model
 
     trainer = ztrain.Trainer(make_model, source, config, test_source, strategy)
@@ -67,4 +74,3 @@ def finetune(
         extra = {**trainer.run_summary(history), "image_size": list(image_size)}
         hub.save_model(trainer.model, output_dir, extra=extra)
     return trainer.model, history
-

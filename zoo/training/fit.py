@@ -1,14 +1,14 @@
 """Backend-agnostic training with ``model.fit`` (JAX, PyTorch or TensorFlow).
 
-For machines without TensorFlow (the lent GPU machines run ``KERAS_BACKEND=jax``). It trains the
-same recipe as :mod:`zoo.train` (:class:`zoo.recipe.TrainConfig`): the family loss from the
-registry, SGD with momentum, L2 weight decay added to the loss (the same gradient as the
-loop's coupled decay), cosine/step schedules, mixed precision, padded-crop + flip augmentation
-(numpy, seeded by epoch and batch), checkpoints and resume with
-``keras.callbacks.BackupAndRestore``, a CSV log. What it does not do: tf.distribute (use
-:mod:`zoo.train`), tf.data sources (folders are read with Pillow, tfds needs TensorFlow), and
-bit-exact resumes (a resume restarts the interrupted epoch, with that epoch's data order, so the
-steps it had done run twice).
+For machines without TensorFlow (GPU machines with ``KERAS_BACKEND=jax``). It drives the same
+training core as the tf.distribute loop (:mod:`zoo.training.core`: loss by task, loss schedules,
+weight decay, metrics) with the same recipe (:class:`zoo.training.recipe.TrainConfig`), optimizer,
+data order and crop/flip parameters (:mod:`zoo.data.augment`), so one step of either engine from
+the same weights and batch gives the same update (tested). Checkpoints and resume use
+``keras.callbacks.BackupAndRestore``, logs a CSV file (and TensorBoard where TensorFlow is
+installed). What it does not do: tf.distribute (use :mod:`zoo.training.loop`), tensorflow-datasets
+(folders are read with Pillow), and bit-exact resumes (a resume restarts the interrupted epoch,
+with that epoch's data order, so the steps it had done run twice).
 """
 
 import math
@@ -19,142 +19,149 @@ import keras
 import numpy as np
 from keras import ops
 
-from zoo import registry
-from zoo.training.recipe import AugmentConfig, TrainConfig, dtype_policy, learning_rate_schedule, run_summary
+from zoo.data.augment import batch_augmentation, crop_flip_batch, crop_flip_params, epoch_order
+from zoo.data.sources import ArraySource
+from zoo.training import setup
+from zoo.training.core import TrainingCore
+from zoo.training.recipe import AugmentConfig, TrainConfig, dtype_policy, run_summary
 
 
 class ArrayBatches(keras.utils.PyDataset):
-    """Batches ``(float32 images in [0, 255], int labels)`` of in-memory arrays.
+    """Batches ``(float32 images in [0, 255], labels)`` of a source with random access (arrays,
+    ``.npz``, image folders).
 
-    Training batches are reshuffled every epoch with a ``(seed, epoch)`` permutation and
-    augmented per image (padded random crop, horizontal flip) with ``(seed, epoch, batch)``
-    random numbers; the last partial batch is dropped. Evaluation keeps the order and every image.
+    Training batches follow the epoch's ``(seed, epoch)`` order and crop/flip parameters
+    (:mod:`zoo.data.augment`, the same numbers as the tf.data pipeline of the loop engine), then
+    the optional Keras batch augmentation; the last partial batch is dropped. Evaluation keeps the
+    order and every image.
     """
 
-    def __init__(self, images, labels, batch_size, training=False, seed=0, augment=None, first_epoch=0):
+    def __init__(self, source, batch_size, training=False, seed=0, augment=None, first_epoch=0):
         super().__init__()
-        self.images, self.labels = np.asarray(images), np.asarray(labels).astype("int64")
+        self.source = source
         self.batch_size, self.training, self.seed = batch_size, training, seed
         self.augment = augment or AugmentConfig()
-        self.epoch = first_epoch
-        self.order = self._order()
-
-    def _order(self):
-        if not self.training:
-            return np.arange(len(self.labels))
-        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.labels))
+        self.mix = None
+        if training:
+            self.mix = batch_augmentation(self.augment, len(source.class_names), seed,
+                                          getattr(source, "task", "multiclass") == "multilabel")
+        self.set_epoch(first_epoch)
 
     def __len__(self):
         if self.training:
-            return len(self.labels) // self.batch_size
-        return math.ceil(len(self.labels) / self.batch_size)
+            return len(self.source) // self.batch_size
+        return math.ceil(len(self.source) / self.batch_size)
 
     def __getitem__(self, index):
-        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        images, labels = self.images[rows], self.labels[rows]
+        positions = np.arange(index * self.batch_size, min((index + 1) * self.batch_size, len(self.source)))
+        rows = self.order[positions]
+        images, labels = self.source.images_at(rows), self.source.labels[rows]
         if self.training:
-            images = augment_batch(images, np.random.default_rng([self.seed, self.epoch, index]), self.augment)
+            dy, dx, flip = (p[positions] for p in self.params)
+            images = crop_flip_batch(images, dy, dx, flip, self.augment.crop_padding)
+            if self.mix is not None:
+                images, labels = (ops.convert_to_numpy(t) for t in self.mix(images, labels))
         return images.astype("float32"), labels
 
     def set_epoch(self, epoch):
         self.epoch = epoch
-        self.order = self._order()
+        self.order = epoch_order(len(self.source), self.seed, epoch, self.training)
+        self.params = crop_flip_params(len(self.source), self.seed, epoch, self.augment)
 
     def on_epoch_end(self):
         self.set_epoch(self.epoch + 1)
 
 
-def augment_batch(images, rng, config: AugmentConfig):
-    """Per-image padded random crop and horizontal flip of a uint8 batch (B, H, W, C)."""
-    batch, height, width, _ = images.shape
-    out = images
-    if config.crop_padding:
-        p = config.crop_padding
-        padded = np.pad(images, [(0, 0), (p, p), (p, p), (0, 0)])
-        dy, dx = rng.integers(0, 2 * p + 1, (2, batch))
-        out = np.stack([padded[i, dy[i] : dy[i] + height, dx[i] : dx[i] + width] for i in range(batch)])
-    if config.flip:
-        flip = rng.random(batch) < 0.5
-        out = np.where(flip[:, None, None, None], out[:, :, ::-1], out)
-    return out
-
-
 class FitModel(keras.Model):
-    """Wraps a zoo model for ``model.fit``: the family loss plus L2 decay, and top-1 accuracy."""
+    """Wraps a zoo model for ``model.fit``: the training core's objective and metrics.
 
-    def __init__(self, model, loss_fn, weight_decay=0.0, loss_kwargs=None, **kwargs):
+    ``loss_step`` counts optimizer steps inside the (possibly stateless, jitted) train step, for
+    the core's loss schedules.
+    """
+
+    def __init__(self, model, config, steps_per_epoch, **kwargs):
         super().__init__(**kwargs)
         self.model = model
-        self.loss_fn = loss_fn
-        self.weight_decay = weight_decay
-        self.loss_kwargs = dict(loss_kwargs or {})
-        self.accuracy = keras.metrics.Accuracy(name="accuracy")
+        self.core = TrainingCore(model, config, steps_per_epoch)
+        self.batch_size = config.batch_size
+        self.loss_step = keras.Variable(0, dtype="int32", trainable=False, name="loss_step")
 
     def call(self, inputs, training=False):
         return self.model(inputs, training=training)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        loss = ops.mean(self.loss_fn(y, y_pred, **self.loss_kwargs))
-        if self.weight_decay:  # d/dw (wd/2 |w|^2) = wd * w: PyTorch-style coupled decay, as in zoo.train
-            loss = loss + 0.5 * self.weight_decay * sum(ops.sum(ops.square(v)) for v in self.model.trainable_weights)
-        return loss
+        per_example = self.core.per_example_loss(y, y_pred, self.loss_step)
+        if training:
+            self.loss_step.assign_add(1)
+        self.core.update_loss_metrics(y, y_pred, per_example)
+        return self.core.objective(per_example)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        true = y if len(y.shape) == 1 else ops.argmax(y, axis=-1)
-        self.accuracy.update_state(true, ops.argmax(y_pred["logits"], axis=-1))
-        return super().compute_metrics(x, y, y_pred, sample_weight)
+        self.core.update_task_metrics(y, y_pred)
+        return {m.name: m.result() for m in self.metrics}
+
+    @property
+    def metrics(self):
+        return self.core.metrics
 
 
 def fit(model, train_data, config: TrainConfig, test_data=None, build_kwargs=None, output_dir=None, resume=False):
-    """Train `model` (architecture name or factory) with ``model.fit`` on ``(images, labels)``
-    arrays or an :class:`zoo.data.ArraySource`; returns ``(model, history_dict)``.
+    """Train `model` (architecture name or factory) with ``model.fit`` on a data source (or an
+    ``(images, labels)`` tuple); returns ``(model, history_dict)``.
 
     Checkpoints go to ``config.checkpoint_dir`` every ``config.checkpoint_every`` steps
     (BackupAndRestore); without ``resume`` an existing backup there is an error.
     """
-    images, labels, class_names = unpack(train_data)
-    steps_per_epoch = len(labels) // config.batch_size
+    setup.check_engine_options("fit", config)
+    train_data, test_data = as_source(train_data), as_source(test_data)
+    per_epoch = setup.steps_per_epoch(len(train_data), config.batch_size)
     keras.utils.set_random_seed(config.seed)
     with dtype_policy(config.mixed_precision):
-        if callable(model):
-            net = model()
-        else:
-            net = registry.build(model, **{"num_classes": len(class_names), **(build_kwargs or {})})
-    net.zoo_config.setdefault("class_names", class_names)
-    trainer = FitModel(net, registry.get_spec(net.zoo_config["arch"]).loss, config.weight_decay,
-                       {"label_smoothing": config.label_smoothing, **config.loss_kwargs})
-    optimizer = keras.optimizers.SGD(learning_rate_schedule(config, steps_per_epoch), momentum=config.momentum,
-                                     nesterov=config.nesterov)
-    if config.mixed_precision == "float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        net = setup.make_model(model, train_data, build_kwargs)
+    setup.check_data(net, train_data, test_data)
+    trainer = FitModel(net, config, per_epoch)
+    optimizer = setup.make_optimizer(config, per_epoch)
     trainer.compile(optimizer=optimizer)
-    trainer(np.asarray(images[:1], "float32"))  # built before fit (BackupAndRestore needs it)
-    batches = ArrayBatches(images, labels, config.batch_size, True, config.seed, config.augment)
-    callbacks = [DataEpoch(batches), EpochTimer()]
+    trainer(np.asarray(train_data.images_at(np.arange(1)), "float32"))  # built before fit (BackupAndRestore)
+    batches = ArrayBatches(train_data, config.batch_size, True, config.seed, config.augment)
+    callbacks = [DataEpoch(batches), EpochTimer(), StopAtStep(setup.total_steps(config, per_epoch), per_epoch)]
     if config.checkpoint_dir:
         os.makedirs(config.checkpoint_dir, exist_ok=True)
         backup = os.path.join(config.checkpoint_dir, "backup")
         if os.path.isdir(backup) and os.listdir(backup) and not resume:
             raise FileExistsError(f"{backup} holds a backup: pass resume=True (--resume) or use another directory")
+        setup.check_resume_config(config.checkpoint_dir, config, resume)
         callbacks.append(keras.callbacks.BackupAndRestore(backup, save_freq=config.checkpoint_every,
                                                           delete_checkpoint=False))
         callbacks.append(keras.callbacks.CSVLogger(os.path.join(config.checkpoint_dir, "log.csv"), append=resume))
+    if config.log_dir:
+        callbacks.append(keras.callbacks.TensorBoard(config.log_dir, update_freq=config.log_every))
     validation = None
     if test_data is not None:
-        test_images, test_labels, _ = unpack(test_data)
-        validation = ArrayBatches(test_images, test_labels, config.eval_batch_size)
-    epochs = config.epochs
-    if config.max_steps:
-        epochs = max(1, math.ceil(config.max_steps / steps_per_epoch))
-    history = trainer.fit(batches, epochs=epochs, validation_data=validation, callbacks=callbacks,
-                          verbose=1 if config.progress else 2,
-                          steps_per_epoch=min(steps_per_epoch, config.max_steps or steps_per_epoch))
+        validation = ArrayBatches(test_data, config.eval_batch_size)
+    history = trainer.fit(batches, epochs=setup.epochs_to_run(config, per_epoch), validation_data=validation,
+                          callbacks=callbacks, verbose=1 if config.progress else 2)
     if output_dir:
         from zoo.hub import save_model
 
         step = ops.convert_to_numpy(optimizer.iterations)
-        save_model(net, output_dir, extra=run_summary(config, step, steps_per_epoch, history_fit=history.history))
+        save_model(net, output_dir, extra=run_summary(config, step, per_epoch, history_fit=history.history))
     return net, history.history
+
+
+class StopAtStep(keras.callbacks.Callback):
+    """Stops ``model.fit`` after `total` optimizer steps (``max_steps`` inside an epoch)."""
+
+    def __init__(self, total, per_epoch):
+        super().__init__()
+        self.total, self.per_epoch = total, per_epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch * self.per_epoch + batch + 1 >= self.total:
+            self.model.stop_training = True
 
 
 class DataEpoch(keras.callbacks.Callback):
@@ -180,9 +187,11 @@ class EpochTimer(keras.callbacks.Callback):
             logs["epoch_seconds"] = time.perf_counter() - self.start
 
 
-def unpack(data):
-    """``(images, labels, class_names)`` from a source object or an ``(images, labels)`` tuple."""
+def as_source(data):
+    """A data source from a source object or an ``(images, labels)`` tuple (None stays None)."""
+    if data is None or hasattr(data, "images_at"):
+        return data
     if isinstance(data, tuple):
-        images, labels = data
-        return np.asarray(images), np.asarray(labels), [str(i) for i in range(int(np.max(labels)) + 1)]
-    return data.images, data.labels, list(data.class_names)
+        return ArraySource(*data)
+    raise ValueError(f"the fit engine reads arrays, .npz files and image folders, not {type(data).__name__} "
+                     "(tensorflow-datasets need the loop engine: --engine loop)")

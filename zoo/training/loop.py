@@ -5,8 +5,8 @@ the recipe in shared/research/keras-ecosystem.md §3b: model and optimizer built
 ``strategy.scope()``, per-example losses averaged with ``tf.nn.compute_average_loss``,
 synchronized BatchNorm when there is more than one replica. It adds:
 
-- the family's loss from the registry (ABN: ``L_per + L_att``), L2 weight decay added to the
-  gradients as PyTorch's SGD does (the official recipes' ``--wd``), SGD with momentum, cosine
+- the training core (:mod:`zoo.training.core`: the family loss through the model's task, loss
+  schedules, L2 weight decay as PyTorch's SGD applies it, metrics), SGD with momentum, cosine
   (with linear warm-up) or step schedules;
 - mixed precision (``"bfloat16"`` on CPU, ``"float16"`` with loss scaling on GPU);
 - checkpoints every N steps and at epoch ends (``tf.train.CheckpointManager``; only the chief
@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 from typing import Optional
@@ -28,7 +29,8 @@ import keras
 import tensorflow as tf
 
 from zoo import data as zdata
-from zoo import registry
+from zoo.training import setup
+from zoo.training.core import TrainingCore
 from zoo.training.recipe import TrainConfig, dtype_policy, learning_rate_schedule, run_summary  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,17 @@ def is_chief(strategy):
     )
 
 
+def remove_interrupted_writes(directory):
+    """Delete what a killed checkpoint write leaves (TensorFlow's ``*_temp`` folders and
+    ``checkpoint.tmp*`` files), so it is neither restored nor left to accumulate."""
+    if not os.path.isdir(directory):
+        return
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        if name.endswith("_temp") or name.startswith("checkpoint.tmp") or name.endswith(".json.tmp"):
+            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
+
+
 class Trainer:
     """Trains a zoo model on a data source with a custom loop under `strategy`.
 
@@ -56,42 +69,23 @@ class Trainer:
         self.strategy = strategy or tf.distribute.get_strategy()
         self.train_data = train_data
         self.test_data = test_data
-        self.num_classes = len(train_data.class_names)
         replicas = self.strategy.num_replicas_in_sync
         if config.batch_size % replicas:
             raise ValueError(f"batch_size {config.batch_size} is not divisible by {replicas} replicas")
-        self.steps_per_epoch = len(train_data) // config.batch_size
-        if self.steps_per_epoch == 0:
-            raise ValueError(f"{len(train_data)} training images is less than one batch of {config.batch_size}")
-        self.total_steps = config.epochs * self.steps_per_epoch
-        if config.max_steps:
-            self.total_steps = min(self.total_steps, config.max_steps)
+        self.steps_per_epoch = setup.steps_per_epoch(len(train_data), config.batch_size)
+        self.total_steps = setup.total_steps(config, self.steps_per_epoch)
         if config.deterministic:
             tf.config.experimental.enable_op_determinism()
         keras.utils.set_random_seed(config.seed)
 
         with self.strategy.scope(), dtype_policy(config.mixed_precision):
-            if callable(model):
-                self.model = model()
-            else:
-                kwargs = {"num_classes": self.num_classes, **(build_kwargs or {})}
-                if replicas > 1:
-                    kwargs.setdefault("sync_bn", True)
-                self.model = registry.build(model, **kwargs)
-            self.loss_fn = registry.get_spec(self.model.zoo_config["arch"]).loss
-            self.optimizer = keras.optimizers.SGD(
-                learning_rate_schedule(config, self.steps_per_epoch),
-                momentum=config.momentum,
-                nesterov=config.nesterov,
-            )
-            if config.mixed_precision == "float16":
-                self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
+            extra = {"sync_bn": True} if replicas > 1 else {}
+            self.model = setup.make_model(model, train_data, {**extra, **(build_kwargs or {})})
+            self.optimizer = setup.make_optimizer(config, self.steps_per_epoch)
             self.optimizer.build(self.model.trainable_variables)
-            self.train_loss = keras.metrics.Mean()
-            self.train_acc = keras.metrics.Accuracy()
+            self.core = TrainingCore(self.model, config, self.steps_per_epoch, replicas)
             self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
-        if not self.model.zoo_config.get("class_names"):
-            self.model.zoo_config["class_names"] = list(train_data.class_names)
+        setup.check_data(self.model, train_data, test_data)
         self._setup_checkpoints()
         self._train_step = self._make_train_step()
 
@@ -101,20 +95,33 @@ class Trainer:
         if not self.config.checkpoint_dir:
             return
         directory = self.config.checkpoint_dir
+        remove_interrupted_writes(directory)
         self._scratch_dir = None
         if not is_chief(self.strategy):  # non-chief workers must save too (collectives), to a scratch dir
             directory = self._scratch_dir = tempfile.mkdtemp(prefix="zoo-worker-ckpt-")
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, self.config.keep_checkpoints)
 
     def restore(self):
-        """Restore the latest checkpoint of `checkpoint_dir`; returns the step reached (0 if none)."""
-        latest = tf.train.latest_checkpoint(self.config.checkpoint_dir) if self.config.checkpoint_dir else None
-        if latest is None:
+        """Restore the newest readable checkpoint of `checkpoint_dir` (a corrupt newest one is
+        skipped with a warning); returns the step reached (0 if none)."""
+        if self.manager is None:
             return 0
-        self.checkpoint.restore(latest).assert_existing_objects_matched()
-        step = int(self.optimizer.iterations.numpy())
-        log.info("resumed from %s at step %d", latest, step)
-        return step
+        candidates = list(reversed(self.manager.checkpoints))
+        for path in candidates:
+            try:
+                self.checkpoint.restore(path).assert_existing_objects_matched()
+            except (tf.errors.OpError, ValueError, AssertionError) as err:
+                log.warning("checkpoint %s is unreadable (%s); trying the previous one", path,
+                            str(err).splitlines()[0] if str(err) else type(err).__name__)
+                print(f"warning: checkpoint {path} is unreadable; falling back to the previous one", file=sys.stderr)
+                continue
+            step = int(self.optimizer.iterations.numpy())
+            log.info("resumed from %s at step %d", path, step)
+            return step
+        if candidates:
+            raise RuntimeError(f"no readable checkpoint in {self.config.checkpoint_dir} (tried {len(candidates)}); "
+                               "remove them to start over")
+        return 0
 
     def save_checkpoint(self):
         if self.manager is not None:
@@ -122,26 +129,18 @@ class Trainer:
 
     # -- steps ---------------------------------------------------------------------------------
     def _make_train_step(self):
-        model, optimizer, config = self.model, self.optimizer, self.config
-        global_batch = config.batch_size
-        # gradients are summed over replicas, so each adds its share of the decay term
-        decay = config.weight_decay / self.strategy.num_replicas_in_sync
+        model, optimizer, core = self.model, self.optimizer, self.core
+        global_batch = self.config.batch_size
 
         def step_fn(images, labels):
             with tf.GradientTape() as tape:
                 outputs = model(images, training=True)
-                per_example = self.loss_fn(labels, outputs, label_smoothing=config.label_smoothing,
-                                           **config.loss_kwargs)
-                loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
-                scaled = optimizer.scale_loss(loss) if config.mixed_precision == "float16" else loss
+                per_example = core.per_example_loss(labels, outputs, optimizer.iterations)
+                loss = core.objective(per_example, global_batch)
+                scaled = optimizer.scale_loss(loss)  # float16: the decay term is scaled with the loss
             variables = model.trainable_variables
-            grads = tape.gradient(scaled, variables)
-            if decay:
-                grads = [g + decay * tf.cast(v, g.dtype) for g, v in zip(grads, variables)]
-            optimizer.apply_gradients(zip(grads, variables))
-            true = labels if len(labels.shape) == 1 else tf.argmax(labels, axis=-1)
-            self.train_loss.update_state(tf.reduce_mean(per_example))
-            self.train_acc.update_state(true, tf.argmax(outputs["logits"], axis=-1))
+            optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+            core.update_metrics(labels, outputs, per_example)
             return loss
 
         @tf.function
@@ -168,12 +167,14 @@ class Trainer:
     def fit(self, resume=False):
         """Train to `config.epochs` (or `max_steps`); returns the history (list of epoch dicts)."""
         config = self.config
-        step = self.restore() if resume else 0
         if not resume and self.manager is not None and self.manager.latest_checkpoint:
             raise FileExistsError(
                 f"{config.checkpoint_dir} already holds checkpoints: pass resume=True (--resume) to "
                 "continue that run, or choose an empty checkpoint directory"
             )
+        if is_chief(self.strategy):
+            setup.check_resume_config(config.checkpoint_dir, config, resume)
+        step = self.restore() if resume else 0
         writer = tf.summary.create_file_writer(config.log_dir) if config.log_dir and is_chief(self.strategy) else None
         history = self.load_history() if resume else []
         history = [record for record in history if record["step"] <= step]
@@ -183,9 +184,8 @@ class Trainer:
             steps_this_epoch = min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch)
             bar = None
             if config.progress:
-                bar = keras.utils.Progbar(steps_this_epoch, stateful_metrics=["loss", "acc", "lr"])
-            self.train_loss.reset_state()
-            self.train_acc.reset_state()
+                bar = keras.utils.Progbar(steps_this_epoch, stateful_metrics=["loss", "accuracy", "lr"])
+            self.core.reset_metrics()
             first_step = step
             start = time.perf_counter()
             for in_epoch in range(in_epoch, steps_this_epoch):
@@ -196,17 +196,17 @@ class Trainer:
                 if self.manager is not None and step % config.checkpoint_every == 0:
                     self.save_checkpoint()
                 if writer is not None and step % config.log_every == 0:
-                    scalars = {"train/loss": self.train_loss.result(), "train/lr": self.current_lr()}
+                    scalars = {"train/loss": self.core.loss_metric.result(), "train/lr": self.current_lr()}
                     self._log_scalars(writer, step, scalars)
                 if bar is not None:
-                    bar.update(in_epoch + 1, [("loss", float(self.train_loss.result())),
-                                              ("acc", float(self.train_acc.result())), ("lr", self.current_lr())])
+                    metrics = self.core.results()
+                    bar.update(in_epoch + 1, [("loss", metrics["loss"]), ("accuracy", metrics["accuracy"]),
+                                              ("lr", self.current_lr())])
             record = {
                 "epoch": epoch + 1,
                 "first_step": first_step,  # records of a resumed run cover disjoint step ranges
                 "step": step,
-                "train_loss": float(self.train_loss.result()),
-                "train_accuracy": float(self.train_acc.result()),
+                **{f"train_{k}": v for k, v in self.core.results().items()},
                 "seconds": time.perf_counter() - start,
             }
             if self.test_data is not None and (step % self.steps_per_epoch == 0 or step == self.total_steps):
@@ -219,9 +219,7 @@ class Trainer:
             self.save_history(history)
             if writer is not None:
                 self._log_scalars(writer, step, {f"epoch/{k}": v for k, v in record.items() if k != "epoch"})
-            log.info("epoch %s", json.dumps(record))
-            if config.progress:
-                print(json.dumps(record), flush=True)
+            print(json.dumps(record), flush=True)  # one line per epoch, with or without the progress bar
         if getattr(self, "_scratch_dir", None):
             shutil.rmtree(self._scratch_dir, ignore_errors=True)
         return history

@@ -42,6 +42,7 @@ class TrainConfig:
     warmup_epochs: float = 0.0  # linear warm-up, for "cosine"
     label_smoothing: float = 0.0
     loss_kwargs: dict = dataclasses.field(default_factory=dict)  # e.g. {"attention_loss_weight": 1}
+    loss_schedules: dict = dataclasses.field(default_factory=dict)  # kwarg -> {"start", "end", "epochs"}
     mixed_precision: Optional[str] = None  # None, "bfloat16" or "float16"
     seed: int = 0
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
@@ -52,7 +53,7 @@ class TrainConfig:
     log_every: int = 50  # steps
     eval_batch_size: int = 500
     progress: bool = True
-    max_steps: Optional[int] = None  # stop early (tests, benchmarks)
+    max_steps: Optional[int] = None  # stop after this many optimizer steps (tests, benchmarks)
     deterministic: bool = False  # tf.config.experimental.enable_op_determinism()
 
     def to_json(self):

@@ -1,0 +1,92 @@
+"""Images as the zoo's models take them: RGB pixels in [0, 255] (numpy and Pillow only).
+
+Every entry point (predict, evaluate, the data sources) goes through :func:`as_pixels` or
+:func:`read_image`, so a wrong value range, NaNs, 16-bit files or grey/alpha channels are
+converted or refused with a message that says what to do, never passed on silently.
+"""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def as_pixels(images, where="images"):
+    """`images` (..., H, W, 3) as float32 pixels in [0, 255].
+
+    - uint8: as is; uint16 (16-bit files): divided by 257;
+    - floats in [0, 1] (the usual ``/ 255`` or ``tf.image.convert_image_dtype`` output) are scaled by
+      255, with a warning; floats in [0, 255] as is;
+    - NaN/inf, negative values (mean/std-normalised images) or values above 255 are an error.
+    """
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        return images.astype("float32")
+    if images.dtype == np.uint16:
+        return (images.astype("float32") / 257.0).round()
+    if images.dtype == bool or not np.issubdtype(images.dtype, np.number):
+        raise ValueError(f"{where} have dtype {images.dtype}; pass RGB pixels as uint8 or floats in [0, 255]")
+    values = images.astype("float32")
+    if values.size == 0:
+        return values
+    if not np.isfinite(values).all():
+        raise ValueError(f"{where} contain NaN or infinite pixel values; fix or drop those images")
+    low, high = float(values.min()), float(values.max())
+    if low < 0:
+        raise ValueError(f"{where} have pixel values from {low:.3g} to {high:.3g}; the zoo's models take RGB pixels "
+                         "in [0, 255] and normalise inside the model: undo the mean/std normalisation")
+    if high > 255.0:
+        raise ValueError(f"{where} have pixel values up to {high:.4g}; the zoo's models take RGB pixels in [0, 255] "
+                         "(scale 16-bit data by 1/257)")
+    if np.issubdtype(images.dtype, np.floating) and high <= 1.0:
+        log.warning("%s are floats in [0, 1]; scaling them by 255 (the models take pixels in [0, 255])", where)
+        return values * 255.0
+    return values
+
+
+def as_uint8(images, where="images"):
+    """:func:`as_pixels`, rounded to uint8 (for in-memory datasets)."""
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        return images
+    return np.clip(np.round(as_pixels(images, where)), 0, 255).astype("uint8")
+
+
+def read_image(path, size=None):
+    """An image file as RGB uint8 (H, W, 3), resized to `size` (H, W) if given.
+
+    16-bit files are scaled to 8 bits (not clipped), palette and grey images become RGB, an
+    alpha channel is composited over black. A missing, non-image or corrupt file is a ValueError
+    naming it.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"image file {path} does not exist")
+    try:
+        with Image.open(path) as picture:
+            picture.load()
+            pixels = pixels_of(picture)
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise ValueError(f"{path} is not a readable image ({err}); pass a PNG/JPEG/BMP file") from err
+    if size is not None and pixels.shape[:2] != tuple(size):
+        pixels = np.asarray(Image.fromarray(pixels).resize((size[1], size[0]), Image.BICUBIC))
+    return pixels
+
+
+def pixels_of(picture):
+    """A Pillow image as RGB uint8, scaling 16/32-bit integer modes instead of clipping them."""
+    if picture.mode in ("I;16", "I;16B", "I;16L", "I"):
+        values = np.asarray(picture, dtype="float64")
+        scale = 257.0 if picture.mode.startswith("I;16") or values.max() > 255 else 1.0
+        grey = np.clip(np.round(values / scale), 0, 255).astype("uint8")
+        return np.repeat(grey[..., None], 3, axis=-1)
+    if picture.mode == "F":
+        return np.repeat(as_uint8(np.asarray(picture)[..., None]), 3, axis=-1)
+    if picture.mode in ("RGBA", "LA", "PA") or (picture.mode == "P" and "transparency" in picture.info):
+        rgba = np.asarray(picture.convert("RGBA"), dtype="float32")
+        return np.round(rgba[..., :3] * (rgba[..., 3:] / 255.0)).astype("uint8")
+    return np.asarray(picture.convert("RGB"), dtype="uint8")

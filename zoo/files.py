@@ -1,0 +1,75 @@
+"""Writing files safely: nothing half-written where a user or a later run would find it, and
+no user file replaced unless asked.
+
+Scratch files and folders carry the writing process's id (``.<name>.partial-<pid>-...``); a
+scratch entry whose process is gone (killed mid-write) is removed the next time the same target
+is written.
+"""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+SCRATCH_MARK = ".partial-"
+
+
+def process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def scratch_pid(name):
+    """The process id in a scratch name (None if `name` is not a scratch entry)."""
+    if SCRATCH_MARK not in name:
+        return None
+    digits = name.split(SCRATCH_MARK, 1)[1].split("-", 1)[0]
+    return int(digits) if digits.isdigit() else None
+
+
+def remove_stale_scratch(folder, prefix=""):
+    """Remove scratch entries under `folder` (starting with `prefix`) left by dead processes."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry in folder.iterdir():
+        pid = scratch_pid(entry.name)
+        if entry.name.startswith(prefix) and pid is not None and not process_alive(pid):
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+def scratch_dir(target):
+    """A fresh scratch folder beside `target` (same file system, so a rename puts it in place)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_scratch(target.parent, f".{target.name}")
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}{SCRATCH_MARK}{os.getpid()}-", dir=target.parent))
+
+
+def check_writable(target, force=False, kind="output"):
+    """Refuse to replace an existing `target` unless `force`."""
+    target = Path(target)
+    if target.exists() and not force:
+        raise FileExistsError(f"{target} already exists; pass --force (force=True) to replace it, or choose another "
+                              f"{kind}")
+
+
+def replace(scratch, target):
+    """Move the finished `scratch` file or folder to `target`, replacing what was there."""
+    scratch, target = Path(scratch), Path(target)
+    if target.is_dir() and not target.is_symlink():
+        old = target.with_name(f".{target.name}{SCRATCH_MARK}{os.getpid()}-old")
+        os.replace(target, old)
+        os.replace(scratch, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(scratch, target)
+    return target

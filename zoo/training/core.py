@@ -1,0 +1,107 @@
+"""The training core shared by both engines (backend-agnostic: keras.ops only).
+
+What a train step computes, whichever engine drives it (:mod:`zoo.training.loop` under
+``tf.distribute``, :mod:`zoo.training.fit` with ``model.fit`` on any backend):
+
+- the family's per-example loss through the model's task (:mod:`zoo.tasks`), with the recipe's
+  static loss arguments and the family's *loss schedules*: loss arguments that depend on the
+  (fractional) epoch, e.g. a term ramped in over the first epochs (hook for loss-based attention);
+- the objective to differentiate: the mean over the *global* batch plus the L2 weight decay
+  ``wd/2 * sum ||w||^2`` as a loss term, so that its gradient ``wd * w`` is PyTorch's coupled decay
+  and it is scaled, and unscaled, together with the loss under float16 loss scaling; with R
+  replicas each adds ``1/R`` of it, because the replicas' gradients are summed;
+- the metrics: the family objective (``loss``), the task loss of ``logits`` alone
+  (``logits_loss``, on the scale of ``zoo evaluate``'s loss) and the task's accuracy.
+"""
+
+import dataclasses
+
+import keras
+from keras import ops
+
+from zoo import registry, tasks
+
+
+@dataclasses.dataclass
+class LossSchedule:
+    """A loss argument that follows the epoch: linear from `start` to `end` over `epochs`
+    (then constant); ``value(epoch)`` takes a float tensor (epochs may be fractional)."""
+
+    start: float
+    end: float
+    epochs: float
+
+    def value(self, epoch):
+        progress = ops.clip(ops.cast(epoch, "float32") / max(float(self.epochs), 1e-9), 0.0, 1.0)
+        return self.start + (self.end - self.start) * progress
+
+
+class TrainingCore:
+    """Loss, weight decay and metrics of one model under one recipe.
+
+    `steps_per_epoch` turns optimizer steps into the fractional epoch the loss schedules see.
+    """
+
+    def __init__(self, model, config, steps_per_epoch, num_replicas=1):
+        self.model = model
+        self.config = config
+        self.spec = registry.get_spec(model.zoo_config["arch"])
+        self.task = tasks.task_of(model)
+        self.steps_per_epoch = max(1, int(steps_per_epoch))
+        self.num_replicas = int(num_replicas)
+        self.loss_kwargs = {"label_smoothing": config.label_smoothing, **config.loss_kwargs}
+        self.schedules = {name: schedule if isinstance(schedule, LossSchedule) else LossSchedule(**schedule)
+                          for name, schedule in {**self.spec.loss_schedules, **config.loss_schedules}.items()}
+        self.loss_metric = keras.metrics.Mean(name="loss")
+        self.logits_loss_metric = keras.metrics.Mean(name="logits_loss")
+        self.task_metrics = self.task.train_metrics()
+
+    @property
+    def metrics(self):
+        return [self.loss_metric, self.logits_loss_metric, *self.task_metrics]
+
+    def loss_arguments(self, step):
+        """The loss's keyword arguments at optimizer step `step` (scheduled ones computed)."""
+        epoch = ops.cast(step, "float32") / float(self.steps_per_epoch)
+        return {**self.loss_kwargs, **{name: s.value(epoch) for name, s in self.schedules.items()}}
+
+    def per_example_loss(self, labels, outputs, step):
+        """The family loss of each example (B,) at optimizer step `step`."""
+        return self.spec.loss(labels, outputs, self.task, **self.loss_arguments(step))
+
+    def decay_penalty(self):
+        """``wd/2 * sum ||w||^2`` over the trainable weights (0 without decay)."""
+        if not self.config.weight_decay:
+            return 0.0
+        squares = [ops.sum(ops.square(ops.cast(v, "float32"))) for v in self.model.trainable_weights]
+        return 0.5 * self.config.weight_decay * ops.sum(ops.stack(squares))
+
+    def objective(self, per_example, global_batch_size=None):
+        """What this replica differentiates: its share of the global-batch mean (the batch mean
+        when `global_batch_size` is None) plus its share of the decay (replicas' gradients are summed)."""
+        per_example = ops.cast(per_example, "float32")
+        if global_batch_size is None:
+            data = ops.mean(per_example)
+        else:
+            data = ops.sum(per_example) / float(global_batch_size)
+        return data + self.decay_penalty() / self.num_replicas
+
+    def update_metrics(self, labels, outputs, per_example):
+        self.update_loss_metrics(labels, outputs, per_example)
+        self.update_task_metrics(labels, outputs)
+
+    def update_loss_metrics(self, labels, outputs, per_example):
+        """The objective and the task loss of ``logits`` (``model.fit`` calls this where the loss
+        is computed: its metric step cannot read the step counter under JAX)."""
+        self.loss_metric.update_state(ops.mean(per_example))
+        self.logits_loss_metric.update_state(ops.mean(self.task.loss(labels, outputs["logits"])))
+
+    def update_task_metrics(self, labels, outputs):
+        self.task.update_train_metrics(self.task_metrics, labels, outputs["logits"])
+
+    def results(self):
+        return {m.name: float(m.result()) for m in self.metrics}
+
+    def reset_metrics(self):
+        for metric in self.metrics:
+            metric.reset_state()
