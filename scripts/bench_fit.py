@@ -21,7 +21,8 @@ import numpy as np  # noqa: E402
 
 from zoo.training import fit as zfit  # noqa: E402
 from zoo import registry  # noqa: E402
-from zoo.training.recipe import dtype_policy  # noqa: E402
+from zoo.data.sources import ArraySource  # noqa: E402
+from zoo.training.recipe import TrainConfig, dtype_policy  # noqa: E402
 
 MODELS = ["abn_resnet20", "ltpa_vgg16:0.25", "ltpa_vgg_att3:0.25", "ltpa_vgg16:1", "ltpa_vgg_att3:1"]
 
@@ -40,7 +41,7 @@ def train_step_throughput(spec, images, labels, batch, warmup, steps, precision)
     kwargs = {"num_classes": 10, **({"width": float(width)} if width else {})}
     with dtype_policy(None if precision == "float32" else precision):
         net = registry.build(arch, **kwargs)
-    trainer = zfit.FitModel(net, registry.get_spec(arch).loss, 5e-4)
+    trainer = zfit.FitModel(net, TrainConfig(batch_size=batch, weight_decay=5e-4), steps_per_epoch=100)
     trainer.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
     x, y = images[:batch].astype("float32"), labels[:batch]
 
@@ -62,7 +63,7 @@ def main():
     batch = args.batch_size
     rng = np.random.default_rng(0)
     images, labels = rng.integers(0, 256, (batch * 20, 32, 32, 3)).astype("uint8"), rng.integers(0, 10, batch * 20)
-    pipeline = zfit.ArrayBatches(images, labels, batch, training=True)
+    pipeline = zfit.ArrayBatches(ArraySource(images, labels), batch, training=True)
     rows = [("input pipeline (ArrayBatches: shuffle, crop, flip)",
              per_second(lambda: pipeline[np.random.randint(len(pipeline))], 2, args.steps, batch))]
     for spec in args.models:

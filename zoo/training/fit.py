@@ -140,7 +140,8 @@ def fit(model, train_data, config: TrainConfig, test_data=None, build_kwargs=Non
     if test_data is not None:
         validation = ArrayBatches(test_data, config.eval_batch_size)
     history = trainer.fit(batches, epochs=setup.epochs_to_run(config, per_epoch), validation_data=validation,
-                          callbacks=callbacks, verbose=1 if config.progress else 2)
+                          callbacks=callbacks, verbose=1 if config.progress else 2,
+                          shuffle=False)  # the batches are already in the epoch's order (Keras would reorder them)
     if output_dir:
         from zoo.hub import save_model
 

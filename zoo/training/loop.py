@@ -110,7 +110,7 @@ class Trainer:
         for path in candidates:
             try:
                 self.checkpoint.restore(path).assert_existing_objects_matched()
-            except (tf.errors.OpError, ValueError, AssertionError) as err:
+            except (tf.errors.OpError, ValueError, AssertionError, IndexError, KeyError) as err:
                 log.warning("checkpoint %s is unreadable (%s); trying the previous one", path,
                             str(err).splitlines()[0] if str(err) else type(err).__name__)
                 print(f"warning: checkpoint {path} is unreadable; falling back to the previous one", file=sys.stderr)
