@@ -31,8 +31,8 @@ import keras  # noqa: E402
 
 import zoo  # noqa: E402
 from zoo import export as zexport  # noqa: E402
-from zoo.models import layers as zl  # noqa: E402
 from zoo.data import ArraySource  # noqa: E402
+from zoo.models import layers as zl  # noqa: E402
 from zoo.training.fit import FitModel  # noqa: E402
 from zoo.training.loop import TrainConfig, Trainer, dtype_policy  # noqa: E402
 

@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from zoo.training import fit as zfit  # noqa: E402
 from zoo import registry  # noqa: E402
 from zoo.data.sources import ArraySource  # noqa: E402
+from zoo.training import fit as zfit  # noqa: E402
 from zoo.training.recipe import TrainConfig, dtype_policy  # noqa: E402
 
 MODELS = ["abn_resnet20", "ltpa_vgg16:0.25", "ltpa_vgg_att3:0.25", "ltpa_vgg16:1", "ltpa_vgg_att3:1"]

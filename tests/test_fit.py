@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO, TINY, toy_images
-from zoo.training import fit as zfit
 from zoo.data import ArraySource
+from zoo.training import fit as zfit
 from zoo.training.recipe import TrainConfig
 
 

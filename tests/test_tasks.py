@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 import zoo
-from tests.conftest import TINY, toy_images
+from tests.conftest import TINY
 from zoo import data, tasks
 from zoo.training import setup
 from zoo.training.recipe import TrainConfig

@@ -7,6 +7,10 @@
     zoo.list_models("abn*"); zoo.build("abn_resnet56", num_classes=100)
 """
 
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no TensorFlow/oneDNN info banners (set it to 0 to see them)
+
 from zoo import models  # noqa: F401  (each family module registers its architectures)
 from zoo.evaluation import evaluate
 from zoo.explain import attention_maps, overlay, save_overlay

@@ -9,8 +9,7 @@ import logging
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no oneDNN / cpu-feature banners before every command
-os.environ.setdefault("GLOG_minloglevel", "3")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no oneDNN / cpu-feature banners before every command
 
 DEFAULT_MODEL = "abn_resnet20.cifar10"
 
@@ -48,7 +47,7 @@ def add_train_args(parser):
     parser.add_argument("--crop-padding", type=int, default=4, help="random crop after padding by this many pixels "
                                                                     "(0: no cropping)")
     parser.add_argument("--no-flip", action="store_true",
-                        help="no random horizontal flips (for text, digits, handwriting: anything not mirror-symmetric)")
+                        help="no random horizontal flips (text, digits, handwriting: anything not mirror-symmetric)")
     parser.add_argument("--rand-augment", action="store_true")
     parser.add_argument("--mixup", type=float, default=0.0, help="MixUp alpha (0: off)")
     parser.add_argument("--cutmix", action="store_true")

@@ -19,8 +19,8 @@ behind, and an existing file or folder is replaced only with ``force=True`` (``-
 """
 
 import io
-import os
 import json
+import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -110,7 +110,8 @@ def export(model, path, format="saved_model", quantize=None, force=False):
         raise ValueError("quantize applies to --format tflite only")
     path = Path(path)
     if format == "tflite" and path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder; give the TFLite file's name, e.g. {path / (model.name + '.tflite')}")
+        example = path / f"{model.name}.tflite"
+        raise IsADirectoryError(f"{path} is a folder; give the TFLite file's name, e.g. {example}")
     if format == "saved_model" and path.exists() and not path.is_dir():
         raise FileExistsError(f"{path} is a file; a SavedModel is a folder: choose another --output")
     files.check_writable(path, force)

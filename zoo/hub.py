@@ -11,10 +11,9 @@ never leaves a half-written model where ``zoo.load`` would find it.
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
-from zoo import registry
+from zoo import files, registry
 from zoo import weights as zweights
 
 CONFIG_FILE = "config.json"
@@ -30,19 +29,14 @@ def save_model(model, directory, class_names=None, extra=None):
         config["class_names"] = list(class_names)
     config.update(extra or {})
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    if directory.exists() and not is_saved_model_dir(str(directory)) and any(directory.iterdir()):
+        raise FileExistsError(f"{directory} is a folder that holds something other than a saved zoo model; "
+                              "choose another output folder")
+    tmp = files.scratch_dir(directory)
     try:
         model.save_weights(str(tmp / WEIGHTS_FILE))
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str))
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
+        files.replace(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

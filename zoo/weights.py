@@ -19,12 +19,11 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import keras
 
-from zoo import registry
+from zoo import files, registry
 
 MANIFEST_NAME = "manifest.json"
 
@@ -157,7 +156,7 @@ def download(urls, filename, sha256, target):
     target.parent.mkdir(parents=True, exist_ok=True)
     errors = []
     for url in urls:
-        scratch = tempfile.mkdtemp(prefix=".download-", dir=target.parent)
+        scratch = files.scratch_dir(target)  # also removes what a killed download left
         try:
             path = keras.utils.get_file(filename, url, cache_dir=scratch, cache_subdir="", file_hash=None)
             actual = sha256_of(path)

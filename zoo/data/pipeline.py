@@ -11,7 +11,6 @@ of an epoch sees exactly the batches an uninterrupted run would. The optional Ra
 
 from typing import Optional
 
-import numpy as np
 import tensorflow as tf
 
 from zoo.data.augment import batch_augmentation, crop_flip_params, epoch_order

@@ -250,7 +250,8 @@ def ltpa_feature_info(config):
     maps = tuple(MapTap(f"attention_{i}", kind, f"level {i} attention a (Eq. 1)") for i in range(1, levels + 1))
     maps += tuple(MapTap(f"attention_scores_{i}", "scores", f"level {i} compatibility scores c (Eq. 2/3)")
                   for i in range(1, levels + 1))
-    heads = ("fc",) if config.get("aggregation", "concat") == "concat" else tuple(f"fc{i}" for i in range(1, levels + 1))
+    concat = config.get("aggregation", "concat") == "concat"
+    heads = ("fc",) if concat else tuple(f"fc{i}" for i in range(1, levels + 1))
     return FeatureInfo(gradcam_layer=local_layers[2], inner_layer=local_layers[1], maps=maps, heads=heads,
                        feature_layers=LTPA_FEATURES)
 
