@@ -1,13 +1,20 @@
 """The training core and its two engines: one step of each gives the same update; decay, step
 limits, loss schedules, unsupported options and folders behave the same in both."""
 
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
+from keras import ops
 from PIL import Image
 
 import zoo
-from tests.conftest import TINY, toy_images
+from tests.conftest import REPO, TINY, toy_images
 from zoo import registry
 from zoo.data import ArraySource, AugmentConfig, FolderSource
 from zoo.models.losses import logits_loss
@@ -181,3 +188,41 @@ def test_labels_out_of_range_and_single_class_data_are_clear_errors():
         setup.check_data(model, one_class)
     with pytest.raises(ValueError, match="at least 2 classes"):
         zoo.build("abn_resnet20", num_classes=1, **BUILD)
+
+
+@pytest.mark.parametrize("engine", ["loop", "fit"])
+def test_a_loss_built_from_the_feature_gradient_trains_in_both_engines(engine):
+    """Hook for Sharpen Focus: d(class score)/d(inner features) inside the train step, differentiated
+    again by the step (second order). For logits = W^T mean_hw(A) the penalty sum (dS_y/dA)^2 has
+    a closed-form update of W."""
+    from tests.helpers.gradient_family import one_step
+
+    w0, w1, expected = one_step(engine)
+    assert np.max(np.abs(w1 - w0)) > 1e-4  # the penalty's own gradient moved W
+    np.testing.assert_allclose(w1, expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_the_feature_gradient_hook_under_jax():
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run([sys.executable, "-m", "tests.helpers.gradient_family"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["backend"] == "jax" and out["moved"] > 1e-4 and out["max_error"] < 1e-5
+    assert np.all(np.isfinite(out["abn_losses"]))  # Grad-CAM through BatchNorm, in JAX's stateless step
+
+
+def test_grad_cam_in_training_through_batch_norm_of_an_abn():
+    """The real use: Grad-CAM of ABN's last stage (BatchNorm inside the head) in a loop step."""
+    registry.register_model("test_abn_gradcam", "test", zoo.get_spec("abn_resnet20").builder,
+                            lambda y, out, task, **kw: ops.mean(ops.square(out["tap_gradient"]), axis=(1, 2, 3))
+                            + zoo.get_spec("abn_resnet20").loss(y, out, task, **kw),
+                            zoo.get_spec("abn_resnet20").feature_info, feature_gradient="gradcam", depth=8,
+                            num_classes=2, input_shape=(16, 16, 3), width=4)
+    try:
+        images, labels = toy_images(32, size=16)
+        history = Trainer("test_abn_gradcam", ArraySource(images, labels), config_for(max_steps=2)).fit()
+        assert np.isfinite(history[-1]["train_loss"])
+    finally:
+        registry.unregister_model("test_abn_gradcam")

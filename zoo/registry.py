@@ -85,22 +85,27 @@ class ModelSpec:
     tasks: tuple = tasks.TASKS  # the tasks this architecture can be built for
     description: str = ""
     loss_schedules: dict = dataclasses.field(default_factory=dict)  # loss kwarg -> zoo.training.core.LossSchedule
+    # the loss needs d(class score)/d(features) of this tap ("gradcam": the declared Grad-CAM layer)
+    feature_gradient: Optional[str] = None
 
 
 _REGISTRY: dict = {}
 
 
 def register_model(name, family, builder, loss, feature_info, task="multiclass", tasks_supported=tasks.TASKS,
-                   description="", loss_schedules=None, **defaults):
+                   description="", loss_schedules=None, feature_gradient=None, **defaults):
     """Register `builder` under architecture `name` (called by each family module).
 
     `loss_schedules` maps loss keyword arguments to schedules over the epoch
-    (:class:`zoo.training.core.LossSchedule`), applied by the training core.
+    (:class:`zoo.training.core.LossSchedule`), applied by the training core. With
+    `feature_gradient` (a layer name, or ``"gradcam"`` for the declared Grad-CAM layer), the
+    core gives the loss the outputs ``tap_features`` and ``tap_gradient``: that layer's output
+    and the gradient of the true class's score with respect to it, differentiable.
     """
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is registered twice")
     _REGISTRY[name] = ModelSpec(name, family, builder, loss, feature_info, dict(defaults), task,
-                                tuple(tasks_supported), description, dict(loss_schedules or {}))
+                                tuple(tasks_supported), description, dict(loss_schedules or {}), feature_gradient)
     return _REGISTRY[name]
 
 

@@ -11,7 +11,11 @@ What a train step computes, whichever engine drives it (:mod:`zoo.training.loop`
   and it is scaled, and unscaled, together with the loss under float16 loss scaling; with R
   replicas each adds ``1/R`` of it, because the replicas' gradients are summed;
 - the metrics: the family objective (``loss``), the task loss of ``logits`` alone
-  (``logits_loss``, on the scale of ``zoo evaluate``'s loss) and the task's accuracy.
+  (``logits_loss``, on the scale of ``zoo evaluate``'s loss) and the task's accuracy;
+- the forward pass (:meth:`TrainingCore.forward`): for a family whose loss needs the gradient of
+  the class score with respect to an inner feature map (Sharpen Focus' Grad-CAM in training),
+  the model is split at that tap and :mod:`zoo.training.autodiff` adds ``tap_features`` and
+  ``tap_gradient`` to the outputs, differentiable, on every backend.
 """
 
 import dataclasses
@@ -20,6 +24,7 @@ import keras
 from keras import ops
 
 from zoo import registry, tasks
+from zoo.training import autodiff
 
 
 @dataclasses.dataclass
@@ -52,9 +57,40 @@ class TrainingCore:
         self.loss_kwargs = {"label_smoothing": config.label_smoothing, **config.loss_kwargs}
         self.schedules = {name: schedule if isinstance(schedule, LossSchedule) else LossSchedule(**schedule)
                           for name, schedule in {**self.spec.loss_schedules, **config.loss_schedules}.items()}
+        self.split = self.split_at_tap(model, self.spec.feature_gradient)
         self.loss_metric = keras.metrics.Mean(name="loss")
         self.logits_loss_metric = keras.metrics.Mean(name="logits_loss")
         self.task_metrics = self.task.train_metrics()
+
+    @staticmethod
+    def split_at_tap(model, tap):
+        """``(trunk, head)``: the model cut at layer `tap` (head takes ``[images, features]``)."""
+        if tap is None:
+            return None
+        if tap == "gradcam":
+            tap = registry.feature_info(model).gradcam_layer
+        features = model.get_layer(tap).output
+        return keras.Model(model.input, features), keras.Model([model.input, features], model.output)
+
+    @property
+    def needs_labels(self):
+        """Whether :meth:`forward` needs the labels (the score's class)."""
+        return self.split is not None
+
+    def forward(self, images, labels=None, training=True):
+        """The model's outputs, plus ``tap_features`` / ``tap_gradient`` where the loss needs them."""
+        if self.split is None:
+            return self.model(images, training=training)
+        trunk, head = self.split
+        images = ops.convert_to_tensor(images)
+        features = trunk(images, training=training)
+
+        def score(outputs):
+            return class_score(outputs["logits"], labels)
+
+        outputs, gradient = autodiff.outputs_and_gradient(lambda f: head([images, f], training=training), features,
+                                                          score, self.model.variables)
+        return {**outputs, "tap_features": features, "tap_gradient": gradient}
 
     @property
     def metrics(self):
@@ -105,3 +141,12 @@ class TrainingCore:
     def reset_metrics(self):
         for metric in self.metrics:
             metric.reset_state()
+
+
+def class_score(logits, labels):
+    """Sum over the batch of each image's score for its labelled class (integer labels) or of the
+    label-weighted scores (one-hot, mixed or multi-hot labels)."""
+    logits = ops.cast(logits, "float32")
+    if len(labels.shape) == 1:
+        labels = ops.one_hot(ops.cast(labels, "int32"), logits.shape[-1])
+    return ops.sum(logits * ops.cast(labels, "float32"))

@@ -36,9 +36,11 @@ class ArrayBatches(keras.utils.PyDataset):
     order and every image.
     """
 
-    def __init__(self, source, batch_size, training=False, seed=0, augment=None, first_epoch=0):
+    def __init__(self, source, batch_size, training=False, seed=0, augment=None, first_epoch=0,
+                 labels_in_inputs=False):
         super().__init__()
         self.source = source
+        self.labels_in_inputs = labels_in_inputs  # x = {"images", "labels"} for a core that needs them
         self.batch_size, self.training, self.seed = batch_size, training, seed
         self.augment = augment or AugmentConfig()
         self.mix = None
@@ -61,6 +63,8 @@ class ArrayBatches(keras.utils.PyDataset):
             images = crop_flip_batch(images, dy, dx, flip, self.augment.crop_padding)
             if self.mix is not None:
                 images, labels = (ops.convert_to_numpy(t) for t in self.mix(images, labels))
+        if self.labels_in_inputs:
+            return {"images": images.astype("float32"), "labels": labels}, labels
         return images.astype("float32"), labels
 
     def set_epoch(self, epoch):
@@ -87,6 +91,8 @@ class FitModel(keras.Model):
         self.loss_step = keras.Variable(0, dtype="int32", trainable=False, name="loss_step")
 
     def call(self, inputs, training=False):
+        if isinstance(inputs, dict):  # the core's forward pass needs the labels
+            return self.core.forward(inputs["images"], inputs["labels"], training=training)
         return self.model(inputs, training=training)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -122,8 +128,10 @@ def fit(model, train_data, config: TrainConfig, test_data=None, build_kwargs=Non
     trainer = FitModel(net, config, per_epoch)
     optimizer = setup.make_optimizer(config, per_epoch)
     trainer.compile(optimizer=optimizer)
-    trainer(np.asarray(train_data.images_at(np.arange(1)), "float32"))  # built before fit (BackupAndRestore)
-    batches = ArrayBatches(train_data, config.batch_size, True, config.seed, config.augment)
+    labels_in_inputs = trainer.core.needs_labels
+    batches = ArrayBatches(train_data, config.batch_size, True, config.seed, config.augment,
+                           labels_in_inputs=labels_in_inputs)
+    trainer(batches[0][0])  # built before fit (BackupAndRestore needs it)
     callbacks = [DataEpoch(batches), EpochTimer(), StopAtStep(setup.total_steps(config, per_epoch), per_epoch)]
     if config.checkpoint_dir:
         os.makedirs(config.checkpoint_dir, exist_ok=True)
@@ -138,7 +146,7 @@ def fit(model, train_data, config: TrainConfig, test_data=None, build_kwargs=Non
         callbacks.append(keras.callbacks.TensorBoard(config.log_dir, update_freq=config.log_every))
     validation = None
     if test_data is not None:
-        validation = ArrayBatches(test_data, config.eval_batch_size)
+        validation = ArrayBatches(test_data, config.eval_batch_size, labels_in_inputs=labels_in_inputs)
     history = trainer.fit(batches, epochs=setup.epochs_to_run(config, per_epoch), validation_data=validation,
                           callbacks=callbacks, verbose=1 if config.progress else 2,
                           shuffle=False)  # the batches are already in the epoch's order (Keras would reorder them)

@@ -134,7 +134,7 @@ class Trainer:
 
         def step_fn(images, labels):
             with tf.GradientTape() as tape:
-                outputs = model(images, training=True)
+                outputs = core.forward(images, labels, training=True)
                 per_example = core.per_example_loss(labels, outputs, optimizer.iterations)
                 loss = core.objective(per_example, global_batch)
                 scaled = optimizer.scale_loss(loss)  # float16: the decay term is scaled with the loss
