@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import zoo  # noqa: E402
 from zoo import hub, weights  # noqa: E402
 from zoo.evaluation import evaluate  # noqa: E402
+from zoo.training.core import scalar_metrics  # noqa: E402
 
 
 def training_stages(model_dir):
@@ -61,6 +62,7 @@ def main():
     parser.add_argument("--wall-time", default=None, help="text for the card when the saved history is partial")
     parser.add_argument("--url", action="append", default=[], help="download mirror(s) of the weight file")
     parser.add_argument("--default", action="store_true", help="the default tag of its architecture")
+    parser.add_argument("--force", action="store_true", help="replace a published file of the same name")
     args = parser.parse_args()
 
     stages = training_stages(args.model_dir)
@@ -70,7 +72,10 @@ def main():
     train_config = config.get("train_config", {})
     file_name = f"{args.name}.weights.h5"
     target = weights.weights_dir() / file_name
-    shutil.copyfile(Path(args.model_dir) / hub.WEIGHTS_FILE, target)
+    source = Path(args.model_dir) / hub.WEIGHTS_FILE
+    if target.exists() and weights.sha256_of(target) != weights.sha256_of(source) and not args.force:
+        raise SystemExit(f"{target} exists with other weights; pass --force to replace it")
+    shutil.copyfile(source, target)
     build = {k: v for k, v in config["build"].items() if k not in ("sync_bn",)}
     defaults = inspect.signature(zoo.get_spec(config["arch"]).builder).parameters
     mean = build.get("mean", defaults["mean"].default if "mean" in defaults else None)
@@ -90,15 +95,16 @@ def main():
         "wall_time": args.wall_time or wall_time(stages),
         "machine": args.machine,
         "train_config": train_config,
-        "accuracy": {f"{args.split}_top1": round(metrics["top1"], 4), f"{args.split}_top5": round(metrics["top5"], 4),
-                     f"{args.split}_loss": round(metrics["loss"], 4), "num_examples": metrics["num_examples"],
-                     "dataset": args.dataset},
+        "accuracy": {**{k: round(v, 4) for k, v in scalar_metrics(metrics, f"{args.split}_").items()
+                        if k != f"{args.split}_num_examples"},
+                     "num_examples": metrics["num_examples"], "dataset": args.dataset},
         "evaluation_command": f"zoo evaluate {args.name} --data {args.data} --split {args.split}",
         "notes": args.notes,
     }
     manifest = weights.load_manifest()
     manifest[args.name] = {
         "arch": config["arch"],
+        "task": config.get("task", "multiclass"),
         "file": file_name,
         "sha256": weights.sha256_of(target),
         "size": target.stat().st_size,

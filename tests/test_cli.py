@@ -99,3 +99,52 @@ def test_default_model_predicts_the_shipped_examples(tmp_path, capsys):
         correct += Path(example).stem.split("_")[0] in block
         assert (tmp_path / f"{example.stem}.attention.png").exists()
     assert correct >= 3  # file names start with the true class (5 test images, not picked by the model)
+
+
+def split_folder(root, splits=("train", "test", "val"), n=24):
+    images, labels = toy_images(n, size=16, num_classes=2)
+    for split in splits:
+        for i, (image, label) in enumerate(zip(images, labels)):
+            folder = root / split / ["red", "blue"][label]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(folder / f"{split}{i}.png")
+    return root
+
+
+def test_finetune_evaluates_test_keeps_best_on_val_and_reports_every_epoch(tiny_model, tmp_path, capsys):
+    """Before: finetune skipped test/ unless --test-split test; --no-progress printed nothing until the
+    end and then the last epoch twice; no way to keep the best epoch; frozen layers were inherited."""
+    data = split_folder(tmp_path / "data")
+    hub.save_model(tiny_model, tmp_path / "pre", class_names=["a", "b"])
+    first = tmp_path / "frozen"
+    assert main(["finetune", str(tmp_path / "pre"), "--data", str(data), "--epochs", "1", "--batch-size", "8",
+                 "--freeze", "--no-flip", "--output", str(first), "--no-progress"]) == 0
+    assert zoo.load(str(first)).zoo_config["frozen_layers"]
+    capsys.readouterr()
+    out = tmp_path / "best"
+    assert main(["finetune", str(first), "--data", str(data), "--epochs", "3", "--batch-size", "8",
+                 "--val-split", "val", "--keep-best", "--output", str(out), "--no-progress"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    epochs = [line for line in lines if "epoch" in line]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3]  # one line per epoch, each once
+    assert all("test_top1" in e and "val_top1" in e for e in epochs)
+    kept = lines[-1]["kept_epoch"]
+    assert kept == max(epochs, key=lambda e: (e["val_top1"], -e["epoch"]))["epoch"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["kept_epoch"] == kept and config["frozen_layers"] == []  # not frozen, not inherited
+    assert main(["finetune", str(first), "--data", str(data), "--keep-best", "--output", str(tmp_path / "x")]) == 2
+    assert "needs --val-split" in capsys.readouterr().err
+    assert main(["train", "abn_resnet20", "--data", str(data), "--val-split", "test", "--keep-best",
+                 "--output", str(tmp_path / "y")]) == 2
+    assert "optimistic" in capsys.readouterr().err
+
+
+def test_predict_writes_overlays_where_asked_and_draws_the_chosen_map(tmp_path, capsys, monkeypatch):
+    data = split_folder(tmp_path / "data", splits=("train",), n=4)
+    image = next((data / "train" / "red").glob("*.png"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", str(image), "--model", "ltpa_vgg_att3_w025.cifar10", "--map", "attention_2"]) == 0
+    assert (tmp_path / f"{image.stem}.attention.png").exists()  # the current folder, not the data's
+    assert not list((data / "train").rglob("*.attention.png"))
+    assert main(["predict", str(image), "--model", "ltpa_vgg_att3_w025.cifar10", "--map", "attention_7"]) == 2
+    assert "Did you mean" in capsys.readouterr().err

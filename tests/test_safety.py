@@ -228,3 +228,12 @@ def test_cli_help_shows_defaults_and_no_tensorflow_banner():
     result = subprocess.run([sys.executable, "-m", "zoo.cli", "list", "ltpa*"], capture_output=True, text=True,
                             env=env, cwd=REPO, timeout=120)
     assert result.stdout.split()[0] == "ltpa_vgg16" and "cpu_feature_guard" not in result.stderr
+
+
+def test_evaluation_data_with_labels_the_model_does_not_have(trained):
+    model = zoo.load(str(trained))
+    images, labels = toy_images(8, size=16, num_classes=3)
+    with pytest.raises(ValueError, match="labels from 0 to 7"):
+        zoo.evaluate(model, (images, np.arange(8)), progress=False)
+    with pytest.raises(ValueError, match="no images"):
+        zoo.evaluate(model, (images[:0], labels[:0]), progress=False)

@@ -30,6 +30,10 @@ def add_train_args(parser):
     from zoo.training.recipe import TrainConfig
 
     d = TrainConfig()
+    parser.add_argument("--val-split", default=None,
+                        help="split of --data evaluated after each epoch for --keep-best (e.g. val; not test)")
+    parser.add_argument("--keep-best", action="store_true",
+                        help="save the epoch with the best --val-split accuracy instead of the last one")
     parser.add_argument("--test-split", default="test",
                         help="split of --data evaluated after each epoch ('' for none; skipped with a note when the "
                              "data has no such split)")
@@ -75,6 +79,7 @@ def train_config_from_args(args):
                               mixup_alpha=args.mixup, cutmix=args.cutmix),
         checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every, log_dir=args.log_dir,
         max_steps=args.max_steps, deterministic=args.deterministic, progress=not args.no_progress,
+        keep_best=args.keep_best,
     )
 
 
@@ -108,15 +113,23 @@ def has_split(data, split):
 
 
 def open_splits(args, image_size):
+    """``(train, test, validation)`` sources of the command's --data and splits."""
     from zoo.data import open_source
 
+    if args.keep_best and not args.val_split:
+        raise ValueError("--keep-best needs --val-split (a validation split; the test split is never used to choose)")
+    if args.val_split and args.val_split == args.test_split:
+        raise ValueError(f"--val-split and --test-split are both {args.val_split!r}: choosing the epoch on the test "
+                         "split would make its accuracy optimistic")
     train_source = open_source(args.data, args.split or "train", image_size)
-    test_source = None
+    test_source = val_source = None
     if args.test_split and not has_split(args.data, args.test_split):
         print(f"note: {args.data} has no {args.test_split}/ folder; no evaluation during training", file=sys.stderr)
     elif args.test_split:
         test_source = open_source(args.data, args.test_split, image_size, class_names=train_source.class_names)
-    return train_source, test_source
+    if args.val_split:
+        val_source = open_source(args.data, args.val_split, image_size, class_names=train_source.class_names)
+    return train_source, test_source, val_source
 
 
 def cmd_train(args):
@@ -127,19 +140,19 @@ def cmd_train(args):
     engine = args.engine or ("loop" if keras.backend.backend() == "tensorflow" else "fit")
     config = train_config_from_args(args)
     setup.check_engine_options(engine, config, args.strategy)
-    train_source, test_source = open_splits(args, tuple(args.image_size))
+    train_source, test_source, val_source = open_splits(args, tuple(args.image_size))
     build_kwargs = {"input_shape": (*args.image_size, 3), **parse_model_args(args.model_arg)}
     if args.task:
         build_kwargs["task"] = args.task
     if engine == "fit":  # any Keras backend (JAX on GPU machines without TensorFlow)
         from zoo.training import fit as zfit
 
-        zfit.fit(args.model, train_source, config, test_source, build_kwargs, args.output, args.resume)
+        zfit.fit(args.model, train_source, config, test_source, build_kwargs, args.output, args.resume, val_source)
     else:
         from zoo.training import loop as ztrain
 
         ztrain.train(args.model, train_source, config, test_source, make_strategy(args.strategy),
-                     resume=args.resume, output_dir=args.output, build_kwargs=build_kwargs)
+                     resume=args.resume, output_dir=args.output, build_kwargs=build_kwargs, val_data=val_source)
     print(f"saved to {args.output}; use: zoo evaluate {args.output} --data DATA")
 
 
@@ -151,9 +164,11 @@ def cmd_finetune(args):
     if args.test_split and test_split is None:
         print(f"note: {args.data} has no {args.test_split}/ folder; no evaluation during fine-tuning", file=sys.stderr)
     config = train_config_from_args(args)
+    if args.keep_best and not args.val_split:
+        raise ValueError("--keep-best needs --val-split (a validation split; the test split is never used to choose)")
     finetune(args.model, args.data, args.output, config, freeze=args.freeze,
              test_data=args.data if test_split else None, strategy=strategy, resume=args.resume,
-             split=args.split or "train", test_split=test_split or "test")
+             split=args.split or "train", test_split=test_split or "test", val_split=args.val_split)
     print(f"saved to {args.output}; use: zoo predict IMAGE --model {args.output}")
 
 
@@ -163,7 +178,7 @@ def cmd_predict(args):
 
     model = zoo.load(args.model)
     results = predict_files(model, args.images, args.top_k, None if args.no_overlay else args.overlay_dir,
-                            threshold=args.threshold)
+                            threshold=args.threshold, map_name=args.map)
     for result in results:
         print(result["file"])
         if not result["predictions"]:
@@ -276,6 +291,8 @@ def build_parser():
                    help="probability from which an attribute is shown as present (multi-label models; default 0.5)")
     p.add_argument("--overlay-dir", default=".", help="where <image>.attention.png is written (never beside the "
                                                       "input images unless you name their folder)")
+    p.add_argument("--map", default=None, help="attention map to draw (default: the model's first; zoo.attention_maps "
+                                               "lists them, e.g. attention_2 for LTPA)")
     p.add_argument("--no-overlay", action="store_true")
     p.set_defaults(func=cmd_predict)
 

@@ -27,6 +27,10 @@ def evaluate(model, data, batch_size=500, progress=True, split="test"):
     source = zdata.open_source(data, split, image_size=model_image_size(model), class_names=names)
     if getattr(source, "task", task.name) != task.name:
         raise ValueError(f"the data is {source.task} but {model.name} is {task.name}")
+    if len(source) == 0:
+        raise ValueError("the data has no images to evaluate")
+    if getattr(source, "labels", None) is not None:
+        task.check_labels(source.labels, len(names), "the evaluation data")
     evaluator = task.evaluator(names)
     dataset = zdata.make_dataset(source, batch_size, training=False)
     bar = keras.utils.Progbar(int(np.ceil(len(source) / batch_size))) if progress else None

@@ -90,13 +90,18 @@ def overlay_names(paths):
     return names
 
 
-def predict_files(model, paths, top_k=5, overlay_dir=None, display_size=(256, 256), threshold=None):
-    """:func:`predict` on image files; writes ``<stem>.attention.png`` overlays to `overlay_dir`
-    (distinct names when inputs share a file name)."""
+def predict_files(model, paths, top_k=5, overlay_dir=None, display_size=(256, 256), threshold=None, map_name=None):
+    """:func:`predict` on image files; writes ``<stem>.attention.png`` overlays of `map_name`
+    (default: the architecture's first declared map) to `overlay_dir` (distinct names when
+    inputs share a file name)."""
     size = model_image_size(model)
     images = np.stack([load_image(p, size) for p in paths])
     results = predict(model, images, top_k, threshold)
-    drawn = explain.default_map(model)
+    drawn = explain.default_map(model) if map_name is None else map_name
+    if drawn is not None and results and drawn not in results[0]["attention"]:
+        from zoo.registry import unknown_name_error
+
+        raise unknown_name_error(drawn, list(results[0]["attention"]), "attention map")
     for path, image, result, name in zip(paths, images, results, overlay_names(paths)):
         result["file"] = str(path)
         if overlay_dir is not None and drawn is not None:

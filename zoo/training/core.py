@@ -150,3 +150,40 @@ def class_score(logits, labels):
     if len(labels.shape) == 1:
         labels = ops.one_hot(ops.cast(labels, "int32"), logits.shape[-1])
     return ops.sum(logits * ops.cast(labels, "float32"))
+
+
+def scalar_metrics(metrics, prefix):
+    """The number-valued entries of an evaluation result, prefixed (epoch records, logs)."""
+    return {f"{prefix}{k}": v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def validation_score(metrics):
+    """The number `keep_best` maximises: top-1 (multiclass) or mean attribute accuracy."""
+    for key in ("top1", "mean_accuracy", "val_top1", "val_mean_accuracy", "val_accuracy"):
+        if metrics.get(key) is not None:
+            return float(metrics[key])
+    raise ValueError(f"no validation accuracy among {sorted(metrics)}")
+
+
+class BestEpoch:
+    """Keeps the weights of the epoch with the best *validation* score (``keep_best``); the
+    caller restores them at the end. Selection never looks at the test split."""
+
+    def __init__(self, model):
+        self.model = model
+        self.score = None
+        self.epoch = None
+        self.weights = None
+
+    def update(self, epoch, score):
+        """Remember the weights if `score` beats the best so far; returns whether it did."""
+        if self.score is not None and score <= self.score:
+            return False
+        self.score, self.epoch, self.weights = score, epoch, [ops.convert_to_numpy(w) for w in self.model.weights]
+        return True
+
+    def restore(self):
+        if self.weights is not None:
+            for variable, value in zip(self.model.weights, self.weights):
+                variable.assign(value)
+        return self.epoch

@@ -43,12 +43,14 @@ def finetune(
     resume=False,
     split="train",
     test_split="test",
+    val_split=None,
 ):
     """Fine-tune `pretrained` (a name ``zoo.load`` accepts) on `data`; returns (model, history).
 
     `data` is anything :func:`zoo.data.open_source` takes (a class-per-folder directory, a folder
     with an ``attributes.csv``, an ``.npz``, a tfds name, a source); its task (single- or
-    multi-label) becomes the model's. Defaults: 10 epochs, lr 0.01, cosine schedule.
+    multi-label) becomes the model's. With ``config.keep_best`` the epoch with the best accuracy on
+    `val_split` of `data` is saved. Defaults: 10 epochs, lr 0.01, cosine schedule.
     """
     config = config or ztrain.TrainConfig(epochs=10, lr=0.01)
     pretrained_config, _ = hub.read_config(pretrained)
@@ -58,6 +60,9 @@ def finetune(
     test_source = None
     if test_data is not None:
         test_source = zdata.open_source(test_data, test_split, image_size, source.class_names)
+    val_source = zdata.open_source(data, val_split, image_size, source.class_names) if val_split else None
+    if val_split and val_split == test_split and test_data is not None:
+        raise ValueError(f"the validation and test splits are both {val_split!r}")
 
     def make_model():
         model = hub.load(pretrained, num_classes=len(source.class_names), task=source.task)
@@ -68,7 +73,7 @@ def finetune(
         model.zoo_config["frozen_layers"] = freeze_feature_extractor(model) if freeze else []
         return model
 
-    trainer = ztrain.Trainer(make_model, source, config, test_source, strategy)
+    trainer = ztrain.Trainer(make_model, source, config, test_source, strategy, val_data=val_source)
     history = trainer.fit(resume=resume)
     if ztrain.is_chief(trainer.strategy):
         extra = {**trainer.run_summary(history), "image_size": list(image_size)}

@@ -11,6 +11,7 @@ installed). What it does not do: tf.distribute (use :mod:`zoo.training.loop`), t
 with that epoch's data order, so the steps it had done run twice).
 """
 
+import json
 import math
 import os
 import time
@@ -22,7 +23,7 @@ from keras import ops
 from zoo.data.augment import batch_augmentation, crop_flip_batch, crop_flip_params, epoch_order
 from zoo.data.sources import ArraySource
 from zoo.training import setup
-from zoo.training.core import TrainingCore
+from zoo.training.core import BestEpoch, TrainingCore, validation_score
 from zoo.training.recipe import AugmentConfig, TrainConfig, dtype_policy, run_summary
 
 
@@ -111,20 +112,28 @@ class FitModel(keras.Model):
         return self.core.metrics
 
 
-def fit(model, train_data, config: TrainConfig, test_data=None, build_kwargs=None, output_dir=None, resume=False):
+def fit(model, train_data, config: TrainConfig, test_data=None, build_kwargs=None, output_dir=None, resume=False,
+        val_data=None):
     """Train `model` (architecture name or factory) with ``model.fit`` on a data source (or an
     ``(images, labels)`` tuple); returns ``(model, history_dict)``.
+
+    Keras evaluates one data set per epoch (``val_*`` in the history): `val_data` if given (and
+    then ``keep_best`` may pick the best epoch on it), else `test_data`.
 
     Checkpoints go to ``config.checkpoint_dir`` every ``config.checkpoint_every`` steps
     (BackupAndRestore); without ``resume`` an existing backup there is an error.
     """
     setup.check_engine_options("fit", config)
-    train_data, test_data = as_source(train_data), as_source(test_data)
+    train_data, test_data, val_data = as_source(train_data), as_source(test_data), as_source(val_data)
+    if config.keep_best and val_data is None:
+        raise ValueError("keep_best needs validation data (--val-split): the best epoch is never chosen on the "
+                         "test split")
     per_epoch = setup.steps_per_epoch(len(train_data), config.batch_size)
     keras.utils.set_random_seed(config.seed)
     with dtype_policy(config.mixed_precision):
         net = setup.make_model(model, train_data, build_kwargs)
     setup.check_data(net, train_data, test_data)
+    setup.check_data(net, train_data, val_data)
     trainer = FitModel(net, config, per_epoch)
     optimizer = setup.make_optimizer(config, per_epoch)
     trainer.compile(optimizer=optimizer)
@@ -145,17 +154,37 @@ def fit(model, train_data, config: TrainConfig, test_data=None, build_kwargs=Non
     if config.log_dir:
         callbacks.append(keras.callbacks.TensorBoard(config.log_dir, update_freq=config.log_every))
     validation = None
-    if test_data is not None:
-        validation = ArrayBatches(test_data, config.eval_batch_size, labels_in_inputs=labels_in_inputs)
+    if (val_data or test_data) is not None:
+        validation = ArrayBatches(val_data or test_data, config.eval_batch_size, labels_in_inputs=labels_in_inputs)
+    best = KeepBest(net) if config.keep_best else None
+    if best is not None:
+        callbacks.append(best)
     history = trainer.fit(batches, epochs=setup.epochs_to_run(config, per_epoch), validation_data=validation,
                           callbacks=callbacks, verbose=1 if config.progress else 2,
                           shuffle=False)  # the batches are already in the epoch's order (Keras would reorder them)
+    extra = {}
+    if best is not None:
+        extra["kept_epoch"] = best.best.restore()
+        print(json.dumps({"kept_epoch": extra["kept_epoch"], "val_score": best.best.score}), flush=True)
     if output_dir:
         from zoo.hub import save_model
 
         step = ops.convert_to_numpy(optimizer.iterations)
-        save_model(net, output_dir, extra=run_summary(config, step, per_epoch, history_fit=history.history))
+        save_model(net, output_dir, extra={**run_summary(config, step, per_epoch, history_fit=history.history),
+                                           **extra})
     return net, history.history
+
+
+class KeepBest(keras.callbacks.Callback):
+    """The fit engine's side of :class:`zoo.training.core.BestEpoch`: scores each epoch by its
+    validation accuracy."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.best = BestEpoch(model)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.best.update(epoch + 1, validation_score(logs or {}))
 
 
 class StopAtStep(keras.callbacks.Callback):

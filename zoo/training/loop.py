@@ -1,7 +1,7 @@
 """One custom training loop for every family, under any ``tf.distribute`` strategy.
 
 The loop (not ``model.fit``, which Keras 3.15 breaks under MultiWorkerMirroredStrategy) follows
-the recipe in shared/research/keras-ecosystem.md §3b: model and optimizer built inside
+the known-good recipe for Keras 3.15 under tf.distribute: model and optimizer built inside
 ``strategy.scope()``, per-example losses averaged with ``tf.nn.compute_average_loss``,
 synchronized BatchNorm when there is more than one replica. It adds:
 
@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from zoo import data as zdata
 from zoo.training import setup
-from zoo.training.core import TrainingCore
+from zoo.training.core import BestEpoch, TrainingCore, scalar_metrics, validation_score
 from zoo.training.recipe import TrainConfig, dtype_policy, learning_rate_schedule, run_summary  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,13 @@ class Trainer:
     pretrained model (called inside the strategy scope and the mixed-precision policy).
     """
 
-    def __init__(self, model, train_data, config: TrainConfig, test_data=None, strategy=None, build_kwargs=None):
+    def __init__(self, model, train_data, config: TrainConfig, test_data=None, strategy=None, build_kwargs=None,
+                 val_data=None):
         self.config = config
+        self.val_data = val_data
+        if config.keep_best and val_data is None:
+            raise ValueError("keep_best needs validation data (--val-split): the best epoch is never chosen on the "
+                             "test split")
         self.strategy = strategy or tf.distribute.get_strategy()
         self.train_data = train_data
         self.test_data = test_data
@@ -86,6 +91,8 @@ class Trainer:
             self.core = TrainingCore(self.model, config, self.steps_per_epoch, replicas)
             self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
         setup.check_data(self.model, train_data, test_data)
+        setup.check_data(self.model, train_data, val_data)
+        self.best = BestEpoch(self.model)
         self._setup_checkpoints()
         self._train_step = self._make_train_step()
 
@@ -209,11 +216,15 @@ class Trainer:
                 **{f"train_{k}": v for k, v in self.core.results().items()},
                 "seconds": time.perf_counter() - start,
             }
-            if self.test_data is not None and (step % self.steps_per_epoch == 0 or step == self.total_steps):
-                from zoo.evaluation import evaluate
+            epoch_end = step % self.steps_per_epoch == 0 or step == self.total_steps
+            for prefix, data in (("val_", self.val_data), ("test_", self.test_data)):
+                if data is not None and epoch_end:
+                    from zoo.evaluation import evaluate
 
-                metrics = evaluate(self.model, self.test_data, config.eval_batch_size, progress=False)
-                record.update({f"test_{k}": v for k, v in metrics.items()})
+                    metrics = evaluate(self.model, data, config.eval_batch_size, progress=False)
+                    record.update(scalar_metrics(metrics, prefix))
+            if config.keep_best and epoch_end:
+                record["best_so_far"] = self.best.update(epoch + 1, validation_score(record))
             history.append(record)
             self.save_checkpoint()
             self.save_history(history)
@@ -222,13 +233,26 @@ class Trainer:
             print(json.dumps(record), flush=True)  # one line per epoch, with or without the progress bar
         if getattr(self, "_scratch_dir", None):
             shutil.rmtree(self._scratch_dir, ignore_errors=True)
+        if config.keep_best:
+            self.restore_best(history)
         return history
+
+    def restore_best(self, history):
+        """Put the best validation epoch's weights back (after a resume: re-evaluated if needed)."""
+        if self.best.weights is None:  # a resumed run whose best epoch was before the resume
+            print("note: the best epoch was before the resume; keeping the last epoch's weights", file=sys.stderr)
+            return
+        epoch = self.best.restore()
+        print(json.dumps({"kept_epoch": epoch, "val_score": self.best.score}), flush=True)
 
     HISTORY_FILE = "history.json"
 
     def run_summary(self, history):
         """What a saved model records of its training (weight cards count epochs from it)."""
-        return run_summary(self.config, self.optimizer.iterations.numpy(), self.steps_per_epoch, history=history)
+        summary = run_summary(self.config, self.optimizer.iterations.numpy(), self.steps_per_epoch, history=history)
+        if self.config.keep_best and self.best.epoch is not None:
+            summary["kept_epoch"] = self.best.epoch
+        return summary
 
     def load_history(self):
         """Epoch records of the run so far (kept next to the checkpoints, so resumes extend it)."""
@@ -259,13 +283,13 @@ class Trainer:
 
 
 def train(model, train_data, config: Optional[TrainConfig] = None, test_data=None, strategy=None, resume=False,
-          output_dir=None, build_kwargs=None):
+          output_dir=None, build_kwargs=None, val_data=None):
     """Train `model` (an architecture name or a model factory) and optionally save it.
 
     Returns ``(model, history)``; with `output_dir`, the trained model is written there with
     :func:`zoo.hub.save_model` (loadable by ``zoo.load(output_dir)``).
     """
-    trainer = Trainer(model, train_data, config or TrainConfig(), test_data, strategy, build_kwargs)
+    trainer = Trainer(model, train_data, config or TrainConfig(), test_data, strategy, build_kwargs, val_data)
     history = trainer.fit(resume=resume)
     if output_dir and is_chief(trainer.strategy):
         from zoo.hub import save_model
