@@ -112,15 +112,20 @@ def has_split(data, split):
     return bool(split) and not (os.path.isdir(data) and not os.path.isdir(os.path.join(data, split)))
 
 
-def open_splits(args, image_size):
-    """``(train, test, validation)`` sources of the command's --data and splits."""
-    from zoo.data import open_source
-
+def check_validation_split(args):
+    """--keep-best chooses on --val-split, which must be given and must not be the test split."""
     if args.keep_best and not args.val_split:
         raise ValueError("--keep-best needs --val-split (a validation split; the test split is never used to choose)")
     if args.val_split and args.val_split == args.test_split:
         raise ValueError(f"--val-split and --test-split are both {args.val_split!r}: choosing the epoch on the test "
                          "split would make its accuracy optimistic")
+
+
+def open_splits(args, image_size):
+    """``(train, test, validation)`` sources of the command's --data and splits."""
+    from zoo.data import open_source
+
+    check_validation_split(args)
     train_source = open_source(args.data, args.split or "train", image_size)
     test_source = val_source = None
     if args.test_split and not has_split(args.data, args.test_split):
@@ -164,8 +169,7 @@ def cmd_finetune(args):
     if args.test_split and test_split is None:
         print(f"note: {args.data} has no {args.test_split}/ folder; no evaluation during fine-tuning", file=sys.stderr)
     config = train_config_from_args(args)
-    if args.keep_best and not args.val_split:
-        raise ValueError("--keep-best needs --val-split (a validation split; the test split is never used to choose)")
+    check_validation_split(args)
     finetune(args.model, args.data, args.output, config, freeze=args.freeze,
              test_data=args.data if test_split else None, strategy=strategy, resume=args.resume,
              split=args.split or "train", test_split=test_split or "test", val_split=args.val_split)

@@ -101,12 +101,8 @@ class MultilabelTask(Task):
 
     def loss(self, y_true, logits, label_smoothing=0.0):
         """Per-example binary cross-entropy, averaged over the attributes."""
-        y_true = ops.cast(y_true, "float32")
-        if label_smoothing:
-            y_true = y_true * (1.0 - label_smoothing) + 0.5 * label_smoothing
-        logits = ops.cast(logits, "float32")
-        per_attribute = ops.maximum(logits, 0.0) - logits * y_true + ops.log1p(ops.exp(-ops.abs(logits)))
-        return ops.mean(per_attribute, axis=-1)
+        return keras.losses.binary_crossentropy(ops.cast(y_true, "float32"), ops.cast(logits, "float32"),
+                                                from_logits=True, label_smoothing=label_smoothing)
 
     def probabilities(self, logits):
         return ops.sigmoid(ops.cast(logits, "float32"))

@@ -158,8 +158,9 @@ def scalar_metrics(metrics, prefix):
 
 
 def validation_score(metrics):
-    """The number `keep_best` maximises: top-1 (multiclass) or mean attribute accuracy."""
-    for key in ("top1", "mean_accuracy", "val_top1", "val_mean_accuracy", "val_accuracy"):
+    """The number `keep_best` maximises: top-1 or mean attribute accuracy of a :func:`zoo.evaluate`
+    result, or the fit engine's ``val_accuracy`` (the same numbers, as Keras metrics)."""
+    for key in ("top1", "mean_accuracy", "val_accuracy"):
         if metrics.get(key) is not None:
             return float(metrics[key])
     raise ValueError(f"no validation accuracy among {sorted(metrics)}")

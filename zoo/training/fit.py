@@ -125,15 +125,12 @@ def fit(model, train_data, config: TrainConfig, test_data=None, build_kwargs=Non
     """
     setup.check_engine_options("fit", config)
     train_data, test_data, val_data = as_source(train_data), as_source(test_data), as_source(val_data)
-    if config.keep_best and val_data is None:
-        raise ValueError("keep_best needs validation data (--val-split): the best epoch is never chosen on the "
-                         "test split")
+    setup.check_keep_best(config, val_data)
     per_epoch = setup.steps_per_epoch(len(train_data), config.batch_size)
     keras.utils.set_random_seed(config.seed)
     with dtype_policy(config.mixed_precision):
         net = setup.make_model(model, train_data, build_kwargs)
-    setup.check_data(net, train_data, test_data)
-    setup.check_data(net, train_data, val_data)
+    setup.check_data(net, train_data, test_data, val_data)
     trainer = FitModel(net, config, per_epoch)
     optimizer = setup.make_optimizer(config, per_epoch)
     trainer.compile(optimizer=optimizer)

@@ -2,8 +2,9 @@
 
 The loop (not ``model.fit``, which Keras 3.15 breaks under MultiWorkerMirroredStrategy) follows
 the known-good recipe for Keras 3.15 under tf.distribute: model and optimizer built inside
-``strategy.scope()``, per-example losses averaged with ``tf.nn.compute_average_loss``,
-synchronized BatchNorm when there is more than one replica. It adds:
+``strategy.scope()``, each replica differentiating its share of the global-batch mean
+(:meth:`zoo.training.core.TrainingCore.objective`), synchronized BatchNorm when there is more
+than one replica. It adds:
 
 - the training core (:mod:`zoo.training.core`: the family loss through the model's task, loss
   schedules, L2 weight decay as PyTorch's SGD applies it, metrics), SGD with momentum, cosine
@@ -68,9 +69,7 @@ class Trainer:
                  val_data=None):
         self.config = config
         self.val_data = val_data
-        if config.keep_best and val_data is None:
-            raise ValueError("keep_best needs validation data (--val-split): the best epoch is never chosen on the "
-                             "test split")
+        setup.check_keep_best(config, val_data)
         self.strategy = strategy or tf.distribute.get_strategy()
         self.train_data = train_data
         self.test_data = test_data
@@ -90,8 +89,7 @@ class Trainer:
             self.optimizer.build(self.model.trainable_variables)
             self.core = TrainingCore(self.model, config, self.steps_per_epoch, replicas)
             self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
-        setup.check_data(self.model, train_data, test_data)
-        setup.check_data(self.model, train_data, val_data)
+        setup.check_data(self.model, train_data, test_data, val_data)
         self.best = BestEpoch(self.model)
         self._setup_checkpoints()
         self._train_step = self._make_train_step()
@@ -217,14 +215,15 @@ class Trainer:
                 "seconds": time.perf_counter() - start,
             }
             epoch_end = step % self.steps_per_epoch == 0 or step == self.total_steps
+            evaluated = {}
             for prefix, data in (("val_", self.val_data), ("test_", self.test_data)):
                 if data is not None and epoch_end:
                     from zoo.evaluation import evaluate
 
-                    metrics = evaluate(self.model, data, config.eval_batch_size, progress=False)
-                    record.update(scalar_metrics(metrics, prefix))
+                    evaluated[prefix] = evaluate(self.model, data, config.eval_batch_size, progress=False)
+                    record.update(scalar_metrics(evaluated[prefix], prefix))
             if config.keep_best and epoch_end:
-                record["best_so_far"] = self.best.update(epoch + 1, validation_score(record))
+                record["best_so_far"] = self.best.update(epoch + 1, validation_score(evaluated["val_"]))
             history.append(record)
             self.save_checkpoint()
             self.save_history(history)

@@ -60,12 +60,12 @@ def make_model(model, train_data, build_kwargs=None):
     return net
 
 
-def check_data(model, train_data, test_data=None):
+def check_data(model, train_data, test_data=None, val_data=None):
     """Refuse data the model would train on silently wrong: a task or width mismatch, labels
     out of range, or a single class."""
     task = tasks.task_of(model)
     num_outputs = model.output["logits"].shape[-1]
-    for name, source in (("training data", train_data), ("test data", test_data)):
+    for name, source in (("training data", train_data), ("test data", test_data), ("validation data", val_data)):
         if source is None:
             continue
         data_task = getattr(source, "task", None)
@@ -81,6 +81,13 @@ def check_data(model, train_data, test_data=None):
         if len(source.class_names) != num_outputs:
             raise ValueError(f"the {name} has {len(source.class_names)} classes/attributes but the model predicts "
                              f"{num_outputs}")
+
+
+def check_keep_best(config: TrainConfig, val_data):
+    """``keep_best`` chooses on validation data, which must be there (never the test split)."""
+    if config.keep_best and val_data is None:
+        raise ValueError("keep_best needs validation data (--val-split): the best epoch is never chosen on the "
+                         "test split")
 
 
 def check_engine_options(engine, config: TrainConfig, strategy=None):
