@@ -16,8 +16,8 @@ from zoo.evaluation import evaluate
 from zoo.explain import attention_maps, overlay, save_overlay
 from zoo.hub import load, save_model
 from zoo.prediction import predict
-from zoo.registry import build, get_spec, list_models
+from zoo.registry import build, feature_info, get_spec, list_models
 
 __version__ = "0.1.0"
-__all__ = ["attention_maps", "build", "evaluate", "get_spec", "list_models", "load", "overlay", "predict",
-           "save_model", "save_overlay"]
+__all__ = ["attention_maps", "build", "evaluate", "feature_info", "get_spec", "list_models", "load", "overlay",
+           "predict", "save_model", "save_overlay"]

@@ -97,6 +97,15 @@ def parse_model_args(pairs):
     return kwargs
 
 
+def load_model(spec):
+    """``zoo.load`` of a model name or folder, optionally rebuilt with builder arguments that have no
+    weights: ``NAME@key=value,key=value`` (e.g. ``...@mask_transform=top_channels,mask_strength=0.5``)."""
+    import zoo
+
+    name, _, overrides = spec.partition("@")
+    return zoo.load(name, **parse_model_args(overrides.split(",") if overrides else []))
+
+
 def make_strategy(name):
     import tensorflow as tf
 
@@ -182,7 +191,7 @@ def cmd_predict(args):
 
     model = zoo.load(args.model)
     results = predict_files(model, args.images, args.top_k, None if args.no_overlay else args.overlay_dir,
-                            threshold=args.threshold, map_name=args.map)
+                            threshold=args.threshold, map_name=args.map, attribute=args.attribute)
     for result in results:
         print(result["file"])
         if not result["predictions"]:
@@ -191,13 +200,15 @@ def cmd_predict(args):
             print(f"  {prob:7.2%}  {name}")
         if "overlay" in result:
             print(f"  attention overlay: {result['overlay']}")
+        for key, what in (("channels", "channel importance"), ("channel_masks", "channel masks")):
+            if key in result:
+                print(f"  {what}: {result[key]}")
 
 
 def cmd_evaluate(args):
-    import zoo
     from zoo.evaluation import evaluate, format_metrics, save_confusion_matrix
 
-    model = zoo.load(args.model)
+    model = load_model(args.model)
     metrics = evaluate(model, args.data, args.batch_size, progress=not args.quiet, split=args.split or "test")
     print(format_metrics(args.model, metrics, per_class=True))
     if args.confusion_matrix:
@@ -218,12 +229,11 @@ def cmd_export(args):
 
 
 def cmd_robustness(args):
-    import zoo
     from zoo import robustness as zr
 
     results = {}
-    for name in [args.model, *([args.compare] if args.compare else [])]:
-        results[name] = zr.robustness(zoo.load(name), args.data, args.attacks, args.epsilons, args.sigmas,
+    for name in [args.model, *args.compare]:
+        results[name] = zr.robustness(load_model(name), args.data, args.attacks, args.epsilons, args.sigmas,
                                       args.pgd_steps, args.max_examples, split=args.split or "test")
     print(zr.format_table(results))
     if args.plot:
@@ -297,11 +307,14 @@ def build_parser():
                                                       "input images unless you name their folder)")
     p.add_argument("--map", default=None, help="attention map to draw (default: the model's first; zoo.attention_maps "
                                                "lists them, e.g. attention_2 for LTPA)")
+    p.add_argument("--attribute", default=None, help="attribute whose most important channel masks are drawn "
+                                                     "(multi-channel attention; default: the most probable)")
     p.add_argument("--no-overlay", action="store_true")
     p.set_defaults(func=cmd_predict)
 
     p = add_command(sub, "evaluate", "accuracy (top-1/top-5, per class; or per attribute) and loss on a dataset")
-    p.add_argument("model")
+    p.add_argument("model", help="pretrained name or saved model folder; NAME@key=value,... rebuilds it with builder "
+                                 "arguments that have no weights (e.g. @mask_transform=top_channels,mask_strength=0.5)")
     add_data_args(p)
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--quiet", action="store_true")
@@ -317,10 +330,12 @@ def build_parser():
     p.add_argument("--force", action="store_true", help="replace an existing --output")
     p.set_defaults(func=cmd_export)
 
-    p = add_command(sub, "robustness", "accuracy under FGSM, PGD and Gaussian noise (optionally vs another model)")
-    p.add_argument("model")
+    p = add_command(sub, "robustness", "accuracy under FGSM, PGD and Gaussian noise (optionally vs other models)")
+    p.add_argument("model", help="pretrained name or saved model folder (NAME@key=value,... as --compare)")
     add_data_args(p)
-    p.add_argument("--compare", default=None, help="a second model, evaluated side by side")
+    p.add_argument("--compare", action="append", default=[], metavar="MODEL",
+                   help="another model evaluated side by side (repeatable); MODEL@key=value,... rebuilds a model with "
+                        "builder arguments that have no weights, e.g. NAME@mask_transform=power,mask_strength=1")
     p.add_argument("--attacks", nargs="+", choices=["fgsm", "pgd", "noise"], default=["fgsm", "pgd", "noise"])
     p.add_argument("--epsilons", nargs="+", type=float, default=[0, 1, 2, 4, 8], help="pixels of 255")
     p.add_argument("--sigmas", nargs="+", type=float, default=[0, 4, 8, 16, 32], help="noise std, pixels")

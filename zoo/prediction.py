@@ -90,22 +90,78 @@ def overlay_names(paths):
     return names
 
 
-def predict_files(model, paths, top_k=5, overlay_dir=None, display_size=(256, 256), threshold=None, map_name=None):
-    """:func:`predict` on image files; writes ``<stem>.attention.png`` overlays of `map_name`
-    (default: the architecture's first declared map) to `overlay_dir` (distinct names when
-    inputs share a file name)."""
+def predict_files(model, paths, top_k=5, overlay_dir=None, display_size=(256, 256), threshold=None, map_name=None,
+                  attribute=None, max_maps=6):
+    """:func:`predict` on image files. With `overlay_dir`, writes per input ``<stem>.attention.png``
+    (distinct names when inputs share a file name) of the map `map_name` (default: the
+    architecture's first declared map):
+
+    - a map with one channel per attribute: a figure of the face and the maps of the (up to
+      `max_maps`) attributes predicted present, most probable first, named, with a colour bar;
+    - otherwise: the overlay of the map on the image;
+    - and, for a model with per-channel masks (multi-channel attention), ``<stem>.channels.png``
+      (the channel-importance matrix, attributes x channels) and ``<stem>.channel_masks.png``
+      (the masks of the most important channels of `attribute`, default the most probable one).
+    """
+    from zoo import registry
+
     size = model_image_size(model)
     images = np.stack([load_image(p, size) for p in paths])
     results = predict(model, images, top_k, threshold)
+    info = registry.feature_info(model)
     drawn = explain.default_map(model) if map_name is None else map_name
-    if drawn is not None and results and drawn not in results[0]["attention"]:
-        from zoo.registry import unknown_name_error
-
-        raise unknown_name_error(drawn, list(results[0]["attention"]), "attention map")
+    tap = info.map(drawn) if drawn is not None else None
+    if tap is not None and tap.kind == "per_channel":
+        raise ValueError(f"{drawn!r} holds one mask per channel: draw a per-attribute map instead "
+                         f"({', '.join(t.output for t in info.maps if t.kind == 'per_attribute')}); the channel "
+                         "masks are drawn for --attribute")
+    per_channel = [t.output for t in info.maps if t.kind == "per_channel"]
+    names = class_names_of(model)
+    if attribute is not None and attribute not in names:
+        raise registry.unknown_name_error(attribute, names, "attribute")
     for path, image, result, name in zip(paths, images, results, overlay_names(paths)):
         result["file"] = str(path)
-        if overlay_dir is not None and drawn is not None:
-            Path(overlay_dir).mkdir(parents=True, exist_ok=True)
-            target = Path(overlay_dir) / name
+        if overlay_dir is None or tap is None:
+            continue
+        Path(overlay_dir).mkdir(parents=True, exist_ok=True)
+        target = Path(overlay_dir) / name
+        if tap.kind == "per_attribute":
+            shown = attributes_to_draw(result, max_maps)
+            panels = [(f"{label} {result['probabilities'][label]:.0%}", result["attention"][f"{drawn}/{label}"])
+                      for label in shown]
+            title = f"{Path(path).name}: {drawn}, attributes predicted present" if result["predictions"] else (
+                f"{Path(path).name}: {drawn}, no attribute present; the most probable")
+            result["overlay"] = str(explain.save_map_figure(target, image, panels, title))
+        else:
             result["overlay"] = str(explain.save_overlay(target, image, result["attention"][drawn], display_size))
+        for output in per_channel:
+            chosen = attribute or attributes_to_draw(result, 1)[0]
+            result.update(save_channel_figures(model, image, output, chosen, target))
     return results
+
+
+def attributes_to_draw(result, count):
+    """The attributes predicted present, most probable first, else the most probable ones."""
+    present = [label for label, _ in result["predictions"]]
+    ranked = sorted(result["probabilities"], key=lambda k: -result["probabilities"][k])
+    return (present or ranked)[:count]
+
+
+def save_channel_figures(model, image, output, attribute, target, num_channels=5):
+    """The channel-importance heat-map (attributes x channels) and the masks of `attribute`'s most
+    important channels of one image; returns the written paths."""
+    outputs = model(ops.convert_to_tensor(as_pixels(image[None])), training=False)
+    masks = ops.convert_to_numpy(outputs[output])[0]  # (h, w, C, A)
+    importance = masks.mean(axis=(0, 1)).T  # (A, C)
+    names = class_names_of(model)
+    stem = str(target).removesuffix(".attention.png")
+    heatmap = explain.save_importance_figure(f"{stem}.channels.png", importance, names,
+                                             title=f"channel importance per attribute ({output})")
+    index = names.index(attribute)
+    top = np.argsort(-importance[index], kind="stable")[:num_channels]
+    panels = [(f"ch{c} ({importance[index, c]:.2f})", explain.normalize_maps(masks[None, ..., c, index])[0])
+              for c in top]
+    masks_path = explain.save_map_figure(f"{stem}.channel_masks.png", image, panels,
+                                         f"{attribute}: masks of its most important channels (importance)",
+                                         colorbar_label="mask (min-max per channel)")
+    return {"channels": str(heatmap), "channel_masks": str(masks_path)}

@@ -1,5 +1,7 @@
-"""Attention maps and overlays for every family (:mod:`zoo.explain.maps`)."""
+"""Attention maps, overlays and figures for every family (:mod:`zoo.explain.maps`,
+:mod:`zoo.explain.figures`)."""
 
+from zoo.explain.figures import save_importance_figure, save_map_figure
 from zoo.explain.maps import (
     attention_maps,
     attention_output_names,
@@ -10,5 +12,5 @@ from zoo.explain.maps import (
     upsample,
 )
 
-__all__ = ["attention_maps", "attention_output_names", "default_map", "normalize_maps", "overlay", "save_overlay",
-           "upsample"]
+__all__ = ["attention_maps", "attention_output_names", "default_map", "normalize_maps", "overlay",
+           "save_importance_figure", "save_map_figure", "save_overlay", "upsample"]

@@ -40,13 +40,16 @@ def normalize_maps(maps):
     return np.where(span > 0, (maps - lo) / np.maximum(span, 1e-12), 0.0).astype("float32")
 
 
-def attention_maps(model, images, size=None, normalize=False, outputs=None, maps=None, attribute=None):
+def attention_maps(model, images, size=None, normalize=False, outputs=None, maps=None, attribute=None,
+                   num_channels=3):
     """The attention maps of `model` for `images` (B, H, W, 3), upsampled to (H, W) or `size`.
 
     Returns ``{name: (B, H, W) float32}``, for every declared map or the names in `maps` (a name
     or a list). A per-attribute map (B, h, w, A) gives ``"name/attribute"`` entries, or only the
-    one of `attribute`. With ``normalize=True`` each map is min-max scaled to [0, 1]. Pass
-    `outputs` (the model's output dict for `images`) to avoid a second forward pass.
+    one of `attribute`; a per-channel map (B, h, w, C, A) gives ``"name/attribute/ch<c>"`` for the
+    `num_channels` channels of highest mean mask value over the batch (the channel importance).
+    With ``normalize=True`` each map is min-max scaled to [0, 1]. Pass `outputs` (the model's
+    output dict for `images`) to avoid a second forward pass.
     """
     from zoo.data.images import as_pixels
     from zoo.tasks import label_names_of
@@ -58,17 +61,24 @@ def attention_maps(model, images, size=None, normalize=False, outputs=None, maps
     if outputs is None:
         outputs = model(ops.convert_to_tensor(as_pixels(images)), training=False)
     size = size or images.shape[1:3]
+    labels = label_names_of(model)
+    wanted = labels if attribute is None else [attribute]
+    for label in wanted:
+        if label not in labels:
+            raise registry.unknown_name_error(label, labels, "attribute")
     result = {}
     for tap in taps:
         value = outputs[tap.output]
         if tap.kind == "per_attribute":
-            labels = label_names_of(model)
-            wanted = labels if attribute is None else [attribute]
             for label in wanted:
-                if label not in labels:
-                    raise registry.unknown_name_error(label, labels, "attribute")
-                channel = labels.index(label)
-                result[f"{tap.output}/{label}"] = upsample(value[..., channel : channel + 1], size)
+                index = labels.index(label)
+                result[f"{tap.output}/{label}"] = upsample(value[..., index : index + 1], size)
+        elif tap.kind == "per_channel":
+            value = ops.convert_to_numpy(value)
+            for label in wanted:
+                masks = value[..., labels.index(label)]  # (B, h, w, C)
+                for channel in np.argsort(-masks.mean(axis=(0, 1, 2)), kind="stable")[:num_channels]:
+                    result[f"{tap.output}/{label}/ch{channel}"] = upsample(masks[..., channel : channel + 1], size)
         else:
             result[tap.output] = upsample(value, size)
     return {k: normalize_maps(v) for k, v in result.items()} if normalize else result

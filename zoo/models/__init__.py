@@ -2,7 +2,10 @@
 
 - :mod:`zoo.models.abn`: Attention Branch Network (Fukui et al., CVPR 2019).
 - :mod:`zoo.models.ltpa`: Learn To Pay Attention (Jetley et al., ICLR 2018).
+- :mod:`zoo.models.multichannel`: multi-channel attention (Kimura & Tanaka, 2019).
+- :mod:`zoo.models.plain`: backbones without attention (the baselines).
+- :mod:`zoo.models.backbones`: backbones split into feature extractor and last stage.
 - :mod:`zoo.models.layers`: building blocks shared by the families.
 """
 
-from zoo.models import abn, ltpa  # noqa: F401
+from zoo.models import abn, ltpa, multichannel, plain  # noqa: F401

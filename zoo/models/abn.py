@@ -20,13 +20,13 @@ Choices where the paper and code differ (configurable):
 import keras
 from keras import layers
 
+from zoo.models import backbones
 from zoo.models import layers as zl
+from zoo.models.backbones import ReverseChannels  # noqa: F401  (its registered name, for saved models)
 from zoo.registry import FeatureInfo, MapTap, register_model
 
 CIFAR_DEPTHS = (20, 32, 44, 56, 110)
-IMAGENET_DEPTHS = {50: "ResNet50", 101: "ResNet101", 152: "ResNet152"}
-IMAGENET_CONV4_OUT = {50: "conv4_block6_out", 101: "conv4_block23_out", 152: "conv4_block36_out"}
-IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)  # keras.applications.resnet "caffe" preprocessing
+IMAGENET_DEPTHS = backbones.IMAGENET_DEPTHS
 
 
 def attention_branch(features, block_fn, num_classes, map_kernel_size=3, sync_bn=False):
@@ -108,14 +108,6 @@ def abn_cifar_resnet(
     return keras.Model(inputs, outputs, name=name or f"abn_resnet{depth}")
 
 
-@keras.saving.register_keras_serializable(package="attention_zoo")
-class ReverseChannels(layers.Layer):
-    """RGB <-> BGR (for backbones trained with Caffe-style preprocessing)."""
-
-    def call(self, x):
-        return keras.ops.flip(x, axis=-1)
-
-
 def abn_imagenet_resnet(
     depth=50,
     num_classes=1000,
@@ -134,31 +126,76 @@ def abn_imagenet_resnet(
     ``*_notop.h5`` path) so training can start from ImageNet features. Inputs are RGB pixels in
     [0, 255]; the Caffe preprocessing of keras.applications happens inside the model.
     """
-    if depth not in IMAGENET_DEPTHS:
-        raise ValueError(f"ImageNet ABN depth must be one of {sorted(IMAGENET_DEPTHS)}, got {depth}")
-    from zoo import weights
-
-    weights.check_backbone_weights(backbone_weights, f"resnet{depth}_weights_tf_dim_ordering_tf_kernels_notop.h5")
-    app = getattr(keras.applications, IMAGENET_DEPTHS[depth])
-    backbone = app(include_top=False, weights=backbone_weights, input_shape=tuple(input_shape))
-    conv4 = backbone.get_layer(IMAGENET_CONV4_OUT[depth]).output
-    feature_extractor = keras.Model(backbone.input, conv4, name="feature_extractor")
-    perception_conv5 = keras.Model(conv4, backbone.output, name="perception_conv5")
-
+    backbone = backbones.imagenet_resnet(depth, input_shape, backbone_weights, sync_bn)
     inputs = keras.Input(tuple(input_shape), name="image")
-    x = ReverseChannels(name="rgb_to_bgr")(inputs)
-    x = layers.Normalization(mean=list(IMAGENET_MEAN_BGR), variance=[1.0, 1.0, 1.0], name="preprocess")(x)
-    features = feature_extractor(x)
+    features = backbone.features(backbone.preprocess(inputs))
 
     def stride1_conv5(f):
-        return zl.resnet_stage(f, "bottleneck", 512, 3, 1, "att_conv5", sync_bn)
+        return backbone.last_stage(f, strides=1, prefix="att_")
 
     att_logits, att_map = attention_branch(features, stride1_conv5, num_classes, map_kernel_size, sync_bn)
     x = zl.AttentionGate(attention_mode, name="attention_gate")(features, att_map)
-    x = perception_conv5(x)
+    x = backbone.last_stage(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     logits = layers.Dense(num_classes, name="fc")(x)
     return keras.Model(inputs, outputs_dict(logits, att_logits, att_map), name=name or f"abn_resnet{depth}")
+
+
+def abn_multitask(
+    backbone="face",
+    depth=20,
+    num_classes=40,
+    input_shape=(64, 64, 3),
+    width=16,
+    stem_stride=4,
+    attention_mode="residual",
+    map_activation="sigmoid",
+    attention_pooling="max",
+    backbone_weights=None,
+    sync_bn=False,
+    name=None,
+):
+    """Multi-task ABN for attributes (Fukui et al., CVPR 2019, Sec. 4.4; seed notes Sec. 1.4).
+
+    Feature extractor -> ``h``; attention branch: a stride-1 copy of the last stage, then a 1x1
+    conv (no bias) to one raw map per attribute, whose global pooling gives the attention-branch
+    logits; perception branch: the shared last stage run on ``h * M_i`` for every attribute i, as
+    one batch of B * A gated copies (:class:`zoo.models.layers.PerAttributeGate`), then GAP and a
+    head of its own per attribute (one logit each, binary cross-entropy; the Chainer code's
+    2-way softmax per attribute is the same model). Loss: :func:`abn_loss` (att BCE + per BCE).
+
+    Args:
+        backbone: ``"face"`` (:func:`zoo.models.backbones.face_resnet`, for 64x64 faces) or
+            ``"imagenet"`` (keras.applications ResNet-`depth`, optional `backbone_weights`).
+        attention_mode: ``"residual"`` ``h * (1 + M_i)`` (default: ABN's Eq. 3, as our single-task
+            ABN and the PyTorch port's option), ``"multiply"`` ``h * M_i`` (the Chainer multi-task
+            code) or ``"none"``. With sigmoid maps, ``"multiply"`` hides the features from the
+            perception head wherever the attention branch thinks the attribute absent, so the
+            head cannot overrule it; the residual gate only emphasises.
+        map_activation: ``"sigmoid"`` gates with ``M_i = sigmoid(map_i)`` (our default: a bounded
+            gate that reads as the probability of the attribute at each position) or ``"none"``
+            with the raw maps, as the Chainer code (which has no sigmoid; unverified which the
+            paper's numbers used). The attention-branch logits always pool the raw maps.
+        attention_pooling: ``"max"`` (Chainer) or ``"avg"`` (the later PyTorch port).
+
+    Outputs: ``logits`` (B, A) of the perception branch, ``attention_logits`` (B, A) and
+    ``attention`` (B, h, w, A): the gate maps, one per attribute, at the extractor's resolution.
+    """
+    zl.check_option("map_activation", map_activation, ("sigmoid", "none"))
+    zl.check_option("attention_pooling", attention_pooling, ("max", "avg"))
+    bb = backbones.make_backbone(backbone, depth, input_shape, width, stem_stride, backbone_weights, sync_bn)
+    inputs = keras.Input(tuple(input_shape), name="image")
+    h = bb.features(bb.preprocess(inputs))
+    raw_maps = zl.conv(num_classes, 1, name="att_conv")(bb.last_stage(h, strides=1, prefix="att_"))
+    pooling = layers.GlobalMaxPooling2D if attention_pooling == "max" else layers.GlobalAveragePooling2D
+    att_logits = pooling(name="att_pool")(raw_maps)
+    maps = layers.Activation("sigmoid", name="att_sigmoid")(raw_maps) if map_activation == "sigmoid" else raw_maps
+    x = zl.PerAttributeGate(attention_mode, name="attention_gate")(h, maps)  # (B * A, h, w, C)
+    x = layers.GlobalAveragePooling2D(name="gap")(bb.last_stage(x))
+    x = zl.AttributesFromBatch(num_classes, name="per_attribute")(x)  # (B, A, C')
+    logits = zl.PerAttributeDense(name="fc")(x)
+    default_name = f"abn_multitask_{'face' if backbone == 'face' else ''}resnet{depth}"
+    return keras.Model(inputs, outputs_dict(logits, att_logits, maps), name=name or default_name)
 
 
 def abn_loss(y_true, outputs, task, attention_loss_weight=1.0, label_smoothing=0.0):
@@ -186,6 +223,18 @@ def imagenet_feature_info(config):
                        heads=ABN_HEADS, feature_layers=("rgb_to_bgr", "preprocess", "feature_extractor"))
 
 
+MULTITASK_MAPS = (MapTap("attention", "per_attribute", "one gate map M_i per attribute (last axis), at the "
+                                                         "feature-extractor resolution"),)
+
+
+def multitask_feature_info(config):
+    """Taps of :func:`abn_multitask`. Grad-CAM targets the feature extractor's output ``h``: the
+    shared last stage runs on B * A gated copies, so its output is not one map per image."""
+    _, extractor_output, feature_layers = backbones.taps(config["backbone"], config["depth"])
+    return FeatureInfo(gradcam_layer=extractor_output, inner_layer=None, maps=MULTITASK_MAPS,
+                       heads=("att_conv", "fc"), feature_layers=feature_layers)
+
+
 for _depth in CIFAR_DEPTHS:
     register_model(
         f"abn_resnet{_depth}",
@@ -209,4 +258,19 @@ for _depth in IMAGENET_DEPTHS:
         depth=_depth,
         num_classes=1000,
         input_shape=(224, 224, 3),
+    )
+for _backbone, _depth in (("face", 20), ("imagenet", 50), ("imagenet", 101)):
+    register_model(
+        f"abn_multitask_{'face' if _backbone == 'face' else ''}resnet{_depth}",
+        "abn",
+        abn_multitask,
+        abn_loss,
+        multitask_feature_info,
+        task="multilabel",
+        description=f"multi-task ABN for attributes on {'a 64x64-face' if _backbone == 'face' else 'an ImageNet'} "
+                    f"ResNet-{_depth}",
+        backbone=_backbone,
+        depth=_depth,
+        num_classes=40,
+        input_shape=(64, 64, 3) if _backbone == "face" else (224, 224, 3),
     )

@@ -131,3 +131,108 @@ class AttentionGate(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="attention_zoo")
+class PerAttributeGate(layers.Layer):
+    """The multi-task ABN perception input: features ``h`` (B, H, W, C) gated by each attribute's
+    map ``M_i`` (B, H, W, A), as one batch (B * A, H, W, C) ordered image-major (image b's
+    attributes are rows ``b * A .. b * A + A - 1``).
+
+    Modes as :class:`AttentionGate`: ``"multiply"`` ``h * M_i`` (the Chainer multi-task code),
+    ``"residual"`` ``h * (1 + M_i)`` (the PyTorch port's option), ``"none"`` ``h``.
+    """
+
+    def __init__(self, mode="multiply", **kwargs):
+        super().__init__(**kwargs)
+        self.mode = check_option("attention mode", mode, AttentionGate.MODES)
+
+    def call(self, features, maps):
+        maps = ops.cast(maps, features.dtype)
+        if self.mode == "residual":
+            maps = 1.0 + maps
+        elif self.mode == "none":
+            maps = ops.ones_like(maps)
+        gated = ops.expand_dims(features, 3) * ops.expand_dims(maps, -1)  # (B, H, W, A, C)
+        gated = ops.transpose(gated, (0, 3, 1, 2, 4))  # (B, A, H, W, C)
+        _, height, width, channels = ops.shape(features)
+        return ops.reshape(gated, (-1, height, width, channels))
+
+    def compute_output_shape(self, features_shape, maps_shape):
+        batch = None if features_shape[0] is None else features_shape[0] * maps_shape[-1]
+        return (batch, *features_shape[1:])
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="attention_zoo")
+class PerAttributeDense(layers.Layer):
+    """One linear unit per attribute on that attribute's own vector: (B, A, D) -> (B, A),
+    ``y[b, a] = x[b, a] . w[a] + c[a]`` (the per-attribute heads of multi-task ABN and of the
+    multi-channel attention model, as one einsum instead of A Dense layers)."""
+
+    def build(self, input_shape):
+        _, attributes, dim = input_shape
+        self.kernel = self.add_weight(shape=(attributes, dim), initializer="glorot_uniform", name="kernel")
+        self.bias = self.add_weight(shape=(attributes,), initializer="zeros", name="bias")
+
+    def call(self, x):
+        return ops.einsum("bad,ad->ba", x, ops.cast(self.kernel, x.dtype)) + ops.cast(self.bias, x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:2])
+
+
+@keras.saving.register_keras_serializable(package="attention_zoo")
+class GroupedPointwise(layers.Layer):
+    """A 1x1 convolution per group: (B, H, W, G * Din) -> (B, H, W, G * Dout), group g's outputs
+    computed from group g's inputs only (G independent sub-networks run as one einsum)."""
+
+    def __init__(self, groups, filters_per_group, bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        self.groups = int(groups)
+        self.filters_per_group = int(filters_per_group)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    def build(self, input_shape):
+        if input_shape[-1] % self.groups:
+            raise ValueError(f"{input_shape[-1]} input channels do not split into {self.groups} groups")
+        self.din = input_shape[-1] // self.groups
+        fan_in_init = keras.initializers.VarianceScaling(2.0, mode="fan_in", distribution="untruncated_normal")
+        self.kernel = self.add_weight(shape=(self.groups, self.din, self.filters_per_group), initializer=fan_in_init,
+                                      name="kernel")
+        self.bias = self.add_weight(shape=(self.groups * self.filters_per_group,),
+                                    initializer=self.bias_initializer, name="bias")
+
+    def call(self, x):
+        _, h, w, _ = ops.shape(x)
+        grouped = ops.reshape(x, (-1, h, w, self.groups, self.din))
+        out = ops.einsum("bhwgi,gio->bhwgo", grouped, ops.cast(self.kernel, x.dtype))
+        return ops.reshape(out, (-1, h, w, self.groups * self.filters_per_group)) + ops.cast(self.bias, x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:3], self.groups * self.filters_per_group)
+
+    def get_config(self):
+        return {**super().get_config(), "groups": self.groups, "filters_per_group": self.filters_per_group,
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer)}
+
+
+@keras.saving.register_keras_serializable(package="attention_zoo")
+class AttributesFromBatch(layers.Layer):
+    """The inverse of :class:`PerAttributeGate`'s batching for vectors: (B * A, D) -> (B, A, D)."""
+
+    def __init__(self, num_attributes, **kwargs):
+        super().__init__(**kwargs)
+        self.num_attributes = int(num_attributes)
+
+    def call(self, x):
+        return ops.reshape(x, (-1, self.num_attributes, x.shape[-1]))
+
+    def compute_output_shape(self, input_shape):
+        batch = None if input_shape[0] is None else input_shape[0] // self.num_attributes
+        return (batch, self.num_attributes, input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "num_attributes": self.num_attributes}

@@ -1,0 +1,73 @@
+"""Figures (matplotlib, written as PNG): an image with several maps side by side, and heat-maps.
+
+- :func:`save_map_figure`: the image, then one overlay per map with its title and one colour bar
+  shared by all of them (every map in [0, 1]);
+- :func:`save_importance_figure`: a matrix (e.g. attributes x channels) as a heat-map.
+"""
+
+import numpy as np
+
+from zoo.explain.maps import overlay, upsample
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def enlarge(image, display_size):
+    """An RGB uint8 image resized (bicubic) to `display_size` (H, W) for display."""
+    from PIL import Image
+
+    picture = Image.fromarray(np.asarray(image, dtype="uint8"))
+    return np.asarray(picture.resize(tuple(display_size)[::-1], Image.BICUBIC))
+
+
+def save_map_figure(path, image, panels, title=None, display_size=(192, 192), colorbar_label="attention (0-1)",
+                    cmap="jet"):
+    """Write the image and one overlay per ``(name, map)`` of `panels` (maps (H, W) in [0, 1]) in a
+    row, with the names as panel titles and a shared colour bar; returns `path`."""
+    plt = _pyplot()
+    import matplotlib
+
+    picture = enlarge(image, display_size)
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(2.3 * (len(panels) + 1) + 0.6, 2.8), squeeze=False)
+    axes = axes[0]
+    axes[0].imshow(picture)
+    axes[0].set_title("input", fontsize=9)
+    for ax, (name, attention) in zip(axes[1:], panels):
+        resized = upsample(np.asarray(attention, "float32")[None, ..., None], display_size)[0]
+        ax.imshow(overlay(picture, resized, cmap=cmap))
+        ax.set_title(name, fontsize=9)
+    for ax in axes:
+        ax.axis("off")
+    mappable = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap=cmap)
+    fig.colorbar(mappable, ax=list(axes), fraction=0.02, pad=0.02, label=colorbar_label)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def save_importance_figure(path, matrix, row_names, xlabel="feature channel", title=None,
+                           colorbar_label="channel importance (mean mask value)"):
+    """Write `matrix` (rows x columns, e.g. attributes x channels) as a heat-map PNG."""
+    plt = _pyplot()
+    matrix = np.asarray(matrix, "float32")
+    height = max(2.5, 0.18 * len(row_names) + 1.2)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.09 * matrix.shape[1] + 3.5), height))
+    image = ax.imshow(matrix, aspect="auto", cmap="viridis", interpolation="nearest")
+    ax.set_yticks(range(len(row_names)))
+    ax.set_yticklabels(row_names, fontsize=7)
+    ax.set_xlabel(xlabel)
+    fig.colorbar(image, ax=ax, label=colorbar_label)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
