@@ -98,9 +98,11 @@ def main():
         "accuracy": {**{k: round(v, 4) for k, v in scalar_metrics(metrics, f"{args.split}_").items()
                         if k != f"{args.split}_num_examples"},
                      "num_examples": metrics["num_examples"], "dataset": args.dataset},
-        "evaluation_command": f"zoo evaluate {args.name} --data {args.data} --split {args.split}",
+        "evaluation_command": f"zoo evaluate {args.name} --data {Path(args.data).name} --split {args.split}",
         "notes": args.notes,
     }
+    if "per_attribute_accuracy" in metrics:
+        card["per_attribute_accuracy"] = {k: round(v, 4) for k, v in metrics["per_attribute_accuracy"].items()}
     manifest = weights.load_manifest()
     manifest[args.name] = {
         "arch": config["arch"],

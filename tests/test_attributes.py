@@ -194,3 +194,61 @@ def test_predict_draws_the_top_attributes_and_the_channel_figures(tmp_path):
         predict_files(model, [path], overlay_dir=tmp_path / "out", map_name="attention")
     abn = predict_files(tiny("abn_multitask_faceresnet20"), [path], overlay_dir=tmp_path / "abn")[0]
     assert set(abn) >= {"overlay"} and "channels" not in abn
+
+
+def write_attribute_folder(folder, names, n=16, seed=0):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    (folder / "img").mkdir(parents=True)
+    rows = ["file," + ",".join(names)]
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (SIZE, SIZE, 3)).astype("uint8")).save(folder / "img" / f"{i}.png")
+        rows.append(f"img/{i}.png," + ",".join(rng.choice(["1", "-1"], len(names))))
+    (folder / "attributes.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def test_finetune_on_a_users_attribute_csv_with_new_names(tmp_path):
+    """New attribute names get fresh heads even when their number is the same; the same names in
+    another order keep the pretrained heads (labels mapped to the model's order by name)."""
+    from zoo.training.finetune import finetune
+    from zoo.training.recipe import TrainConfig
+
+    pretrained = tiny("multichannel_faceresnet20")
+    zoo.save_model(pretrained, tmp_path / "pre", class_names=ATTRIBUTES)
+    frozen_lr = TrainConfig(epochs=1, batch_size=8, lr=0.0, weight_decay=0.0, progress=False)
+    new_names = ["Smiling", "Eyeglasses", "Bangs"]
+    model, _ = finetune(str(tmp_path / "pre"), str(write_attribute_folder(tmp_path / "new", new_names)),
+                        tmp_path / "out_new", frozen_lr)
+    assert model.zoo_config["class_names"] == new_names and zoo.load(str(tmp_path / "out_new"))
+    assert not np.allclose(model.get_layer("fc").kernel, pretrained.get_layer("fc").kernel)  # fresh head
+    np.testing.assert_array_equal(model.get_layer("stem_conv").kernel, pretrained.get_layer("stem_conv").kernel)
+    same, _ = finetune(str(tmp_path / "pre"), str(write_attribute_folder(tmp_path / "same", ATTRIBUTES[::-1])),
+                       tmp_path / "out_same", frozen_lr)
+    assert same.zoo_config["class_names"] == ATTRIBUTES
+    np.testing.assert_array_equal(same.get_layer("fc").kernel, pretrained.get_layer("fc").kernel)
+
+
+def test_cli_evaluates_and_compares_transformed_models(tmp_path, capsys):
+    import json
+
+    from zoo.cli import main
+
+    zoo.save_model(tiny("multichannel_faceresnet20"), tmp_path / "m", class_names=ATTRIBUTES)
+    x, attrs = toy_attributes(10, size=SIZE)
+    np.savez(tmp_path / "faces.npz", x=x, attr=attrs.astype("int8"), ids=np.arange(0, 50, 5),
+             attr_names=np.array(ATTRIBUTES))
+    losses = []
+    for spec in (str(tmp_path / "m"), f"{tmp_path / 'm'}@mask_transform=top_channels,mask_strength=1"):
+        assert main(["evaluate", spec, "--data", str(tmp_path / "faces.npz"), "--quiet",
+                     "--json", str(tmp_path / "e.json")]) == 0
+        losses.append(json.loads((tmp_path / "e.json").read_text())["loss"])
+    assert losses[0] != pytest.approx(losses[1])
+    transformed = f"{tmp_path / 'm'}@mask_transform=power,mask_strength=2"
+    assert main(["robustness", str(tmp_path / "m"), "--data", str(tmp_path / "faces.npz"), "--compare", transformed,
+                 "--compare", f"{tmp_path / 'm'}@mask_transform=channel_weight,mask_strength=1", "--attacks", "noise",
+                 "--sigmas", "0", "8", "--json", str(tmp_path / "r.json")]) == 0
+    assert len(json.loads((tmp_path / "r.json").read_text())) == 3 and transformed in capsys.readouterr().out
+    assert main(["evaluate", f"{tmp_path / 'm'}@mask_transform=blur", "--data", str(tmp_path / "faces.npz")]) == 2
+    assert "mask_transform must be one of" in capsys.readouterr().err

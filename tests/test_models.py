@@ -137,8 +137,9 @@ def test_model_code_is_backend_agnostic():
         assert not [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == "tf"], module
 
 
-@pytest.mark.parametrize("backend", ["jax"])
-def test_same_weights_same_outputs_on_another_backend(backend, tiny_model, tmp_path):
+@pytest.mark.parametrize("backend,arch", [("jax", "abn_resnet20"), ("jax", "abn_multitask_faceresnet20"),
+                                          ("jax", "multichannel_faceresnet20")])
+def test_same_weights_same_outputs_on_another_backend(backend, arch, tiny_model, tmp_path):
     """A model saved under TensorFlow loads and runs under JAX with TensorFlow unimportable."""
     import importlib.util
     import os
@@ -150,11 +151,16 @@ def test_same_weights_same_outputs_on_another_backend(backend, tiny_model, tmp_p
 
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed")
+    if arch != "abn_resnet20":
+        from tests.test_attributes import tiny
+
+        tiny_model = tiny(arch)
+    size = tiny_model.input.shape[1]
     rng = np.random.default_rng(0)
     for variable in tiny_model.non_trainable_variables:  # non-trivial BN statistics
         variable.assign(rng.uniform(0.5, 1.5, variable.shape))
     hub.save_model(tiny_model, tmp_path / "m")
-    images = rng.uniform(0, 255, (3, 16, 16, 3)).astype("float32")
+    images = rng.uniform(0, 255, (3, size, size, 3)).astype("float32")
     np.save(tmp_path / "x.npy", images)
     env = {**os.environ, "KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu"}
     result = subprocess.run([sys.executable, "-m", "tests.helpers.other_backend", str(tmp_path / "m"),
@@ -165,5 +171,7 @@ def test_same_weights_same_outputs_on_another_backend(backend, tiny_model, tmp_p
     assert str(other["backend"]) == backend
     for key, value in tiny_model(images, training=False).items():
         np.testing.assert_allclose(other[key], value, rtol=1e-4, atol=1e-4, err_msg=key)
-    np.testing.assert_allclose(other["map_attention"], zoo.attention_maps(tiny_model, images)["attention"],
-                               atol=1e-4)
+    maps = zoo.attention_maps(tiny_model, images)
+    assert maps and {f"map_{k}" for k in maps} == {k for k in other.files if k.startswith("map_")}
+    for key, value in maps.items():
+        np.testing.assert_allclose(other[f"map_{key}"], value, atol=1e-4, err_msg=key)

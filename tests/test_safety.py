@@ -178,22 +178,27 @@ def test_two_inputs_with_the_same_file_name_get_distinct_overlays(tmp_path):
 
 
 def test_every_architecture_declares_taps_and_heads_that_exist():
-    small = {"abn_resnet": {"width": 4}, "ltpa_vgg": {"width": 0.125}}
+    small = {"abn_resnet": {"width": 4}, "ltpa_vgg": {"width": 0.125}, "abn_multitask_face": {"width": 4},
+             "multichannel_face": {"width": 4, "hidden": 2}, "plain_face": {"width": 4}}
+    checked = set()
     for name in zoo.list_models():
         if zoo.get_spec(name).family == "test":
             continue  # throw-away families other tests register
-        if name in ("abn_resnet101", "abn_resnet152", "abn_resnet110", "abn_resnet56", "abn_resnet44"):
+        if name.endswith(("resnet101", "resnet152")) or name in ("abn_resnet110", "abn_resnet56", "abn_resnet44"):
             continue  # same builder and taps as the depths checked; too slow to build here
-        kwargs = next((v for k, v in small.items() if name.startswith(k)), {})
-        shape = (64, 64, 3) if name == "abn_resnet50" else (32, 32, 3)
-        model = zoo.build(name, num_classes=3, input_shape=shape, **({} if name == "abn_resnet50" else kwargs))
+        imagenet = zoo.get_spec(name).defaults["input_shape"][0] == 224
+        kwargs = {} if imagenet else next((v for k, v in small.items() if name.startswith(k)), {})
+        model = zoo.build(name, num_classes=3, input_shape=(64, 64, 3) if imagenet else (32, 32, 3), **kwargs)
         info = zoo.registry.feature_info(model)
         layer_names = {layer.name for layer in model.layers}
-        assert {info.gradcam_layer, info.inner_layer, *info.heads} <= layer_names, name
+        assert {info.gradcam_layer, *info.heads} <= layer_names, name
+        assert info.inner_layer is None or info.inner_layer in layer_names, name
         assert set(info.map_names) <= set(model.output), name
         assert any(n.startswith(info.feature_layers) for n in layer_names), name
         for tap in info.maps:
-            assert len(model.output[tap.output].shape) == 4, name
+            assert len(model.output[tap.output].shape) == (5 if tap.kind == "per_channel" else 4), name
+        checked.add(zoo.get_spec(name).family)
+    assert checked >= {"abn", "ltpa", "multichannel", "plain"}
 
 
 def test_finetune_replaces_the_declared_heads_by_name(tmp_path):

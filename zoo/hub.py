@@ -104,16 +104,19 @@ def read_config(name):
     return config, zweights.resolve(entry["name"])
 
 
-def load(name, num_classes=None, task=None, **build_overrides):
+def load(name, num_classes=None, task=None, reset_heads=False, **build_overrides):
     """A pretrained model in one line: ``zoo.load("abn_resnet20.cifar10")``.
 
     `name` is a pretrained ``arch.tag`` (or an ``arch`` with a default tag) from the weights
     manifest, or the directory of a model saved by :func:`save_model` (fine-tuned models).
     With `num_classes` (or a `task`) different from the pretrained head, the declared head layers
     are left freshly initialised (the starting point for fine-tuning); ``model.zoo_config`` says so.
+    ``reset_heads=True`` does the same for the same number of outputs (other classes or attributes).
+    `build_overrides` rebuild the architecture with builder arguments that have no weights (e.g.
+    ``mask_transform="power"`` for the multi-channel attention models).
     """
     config, weights_path = read_config(name)
-    reheaded = (num_classes is not None and num_classes != config["build"].get("num_classes")) or (
+    reheaded = reset_heads or (num_classes is not None and num_classes != config["build"].get("num_classes")) or (
         task is not None and task != config["task"])
     model = build_from_config(config, num_classes, task, **build_overrides)
     load_weights_into(model, weights_path, config, reheaded)

@@ -49,14 +49,19 @@ def finetune(
 
     `data` is anything :func:`zoo.data.open_source` takes (a class-per-folder directory, a folder
     with an ``attributes.csv``, an ``.npz``, a tfds name, a source); its task (single- or
-    multi-label) becomes the model's. With ``config.keep_best`` the epoch with the best accuracy on
-    `val_split` of `data` is saved. Defaults: 10 epochs, lr 0.01, cosine schedule.
+    multi-label) becomes the model's. The declared heads start fresh unless the data has exactly
+    the pretrained model's classes or attributes (by name, in any order). With ``config.keep_best``
+    the epoch with the best accuracy on `val_split` of `data` is saved. Defaults: 10 epochs, lr 0.01, cosine schedule.
     """
     config = config or ztrain.TrainConfig(epochs=10, lr=0.01)
     pretrained_config, _ = hub.read_config(pretrained)
     image_size = pretrained_config.get("image_size") or pretrained_config["build"]["input_shape"][:2]
     image_size = tuple(size or 32 for size in image_size)  # a dynamic-size model: CIFAR-sized by default
     source = zdata.open_source(data, split, image_size)
+    pretrained_names = pretrained_config.get("class_names") or []
+    same_labels = sorted(pretrained_names) == sorted(source.class_names)
+    if same_labels and list(pretrained_names) != list(source.class_names):  # same labels, another order: the model's
+        source = zdata.open_source(data, split, image_size, class_names=pretrained_names)
     test_source = None
     if test_data is not None:
         test_source = zdata.open_source(test_data, test_split, image_size, source.class_names)
@@ -65,7 +70,8 @@ def finetune(
         raise ValueError(f"the validation and test splits are both {val_split!r}")
 
     def make_model():
-        model = hub.load(pretrained, num_classes=len(source.class_names), task=source.task)
+        model = hub.load(pretrained, num_classes=len(source.class_names), task=source.task,
+                         reset_heads=not same_labels)
         for key in NOT_INHERITED:
             model.zoo_config.pop(key, None)
         model.zoo_config["class_names"] = list(source.class_names)
