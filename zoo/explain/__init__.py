@@ -1,5 +1,6 @@
 """Attention maps, overlays and figures for every family (:mod:`zoo.explain.maps`,
-:mod:`zoo.explain.figures`)."""
+:mod:`zoo.explain.figures`), post-hoc explainers (:mod:`zoo.explain.methods`: :func:`explain`)
+and attention-quality metrics (:mod:`zoo.explain.metrics`)."""
 
 from zoo.explain.figures import save_importance_figure, save_map_figure
 from zoo.explain.maps import (
@@ -11,6 +12,7 @@ from zoo.explain.maps import (
     save_overlay,
     upsample,
 )
+from zoo.explain.methods import METHODS, explain
 
-__all__ = ["attention_maps", "attention_output_names", "default_map", "normalize_maps", "overlay",
+__all__ = ["METHODS", "explain", "attention_maps", "attention_output_names", "default_map", "normalize_maps", "overlay",
            "save_importance_figure", "save_map_figure", "save_overlay", "upsample"]
