@@ -157,3 +157,30 @@ def test_cluttered_mnist_file_from_the_real_digits(tmp_path):
     with pytest.raises(FileExistsError):
         cluttered.write_npz(tmp_path / "c.npz", MNIST, train_count=1, test_count=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npz"]
+
+
+def test_explain_and_benchmark_commands(tiny_model, tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    from zoo.cli import main
+
+    zoo.save_model(tiny_model, tmp_path / "m", class_names=["red", "blue"])
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (6, 16, 16, 3)).astype("uint8")
+    boxes = np.array([[2, 2, 10, 10]] * 6)
+    masks = em.box_mask(boxes, (16, 16))
+    np.savez(tmp_path / "gt.npz", x_test=x, y_test=np.arange(6) % 2, boxes_test=boxes, masks_test=masks)
+    Image.fromarray(x[0]).save(tmp_path / "a.png")
+    assert main(["explain", str(tmp_path / "m"), str(tmp_path / "a.png"), "--methods", "attention", "gradcam",
+                 "--out", str(tmp_path / "figs")]) == 0
+    assert Image.open(tmp_path / "figs" / "a.explain.png").size[0] > 300
+    assert main(["benchmark", str(tmp_path / "m"), "--data", str(tmp_path / "gt.npz"), "--methods", "attention",
+                 "gradcam", "random", "centre", "--json", str(tmp_path / "b.json"), "--quiet"]) == 0
+    rows = json.loads((tmp_path / "b.json").read_text())
+    assert [r["method"] for r in rows] == ["attention", "gradcam", "random", "centre"]
+    centre = rows[-1]
+    assert centre["pointing"] == 1.0 and 0 < centre["energy"] < 1  # the centre (7.5, 7.5) is in every box
+    assert "| gradcam |" in capsys.readouterr().out
+    assert main(["benchmark", str(tmp_path / "m"), "--data", str(tmp_path / "a.png")]) == 2

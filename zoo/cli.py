@@ -243,6 +243,27 @@ def cmd_robustness(args):
             json.dump(results, f, indent=1)
 
 
+def cmd_explain(args):
+    from zoo.explain.figures import explain_files
+
+    model = load_model(args.model)
+    for path in explain_files(model, args.images, args.methods, args.out, target=args.target):
+        print(path)
+
+
+def cmd_benchmark(args):
+    from zoo.explain.benchmark import benchmark, format_table
+
+    rows = benchmark(args.models, args.data, args.methods, args.max_examples, progress=not args.quiet)
+    print(format_table(rows))
+    for row in rows:
+        if "note" in row:
+            print(f"note: {row['model']} {row['method']}: {row['note']}", file=sys.stderr)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
 def cmd_list(args):
     import zoo
 
@@ -344,6 +365,28 @@ def build_parser():
     p.add_argument("--plot", default=None, help="write the accuracy curves to this PNG")
     p.add_argument("--json", default=None, help="write the numbers to this JSON file")
     p.set_defaults(func=cmd_robustness)
+
+    from zoo.explain.benchmark import BASELINES
+    from zoo.explain.methods import METHODS
+
+    p = add_command(sub, "explain", "one figure per image: the model's own attention and post-hoc explanations")
+    p.add_argument("model", help="pretrained name or saved model folder")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=["attention", "gradcam", "gradcam++"],
+                   help="'attention' needs a model with maps of its own")
+    p.add_argument("--target", default=None, help="class or attribute name (default: the predicted one)")
+    p.add_argument("--out", default="explanations", help="folder for <image>.explain.png (never the input's folder "
+                                                         "unless you name it)")
+    p.set_defaults(func=cmd_explain)
+
+    p = add_command(sub, "benchmark", "attention-quality benchmark on data with boxes and masks (cluttered MNIST)")
+    p.add_argument("models", nargs="+")
+    p.add_argument("--data", required=True, help=".npz with x/y/boxes/masks_test (scripts/make_cluttered_mnist.py)")
+    p.add_argument("--methods", nargs="+", choices=METHODS + BASELINES, default=list(METHODS + BASELINES))
+    p.add_argument("--max-examples", type=int, default=500)
+    p.add_argument("--json", default=None, help="write the rows to this JSON file")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_benchmark)
 
     p = add_command(sub, "list", "list architectures (or pretrained names)")
     p.add_argument("pattern", nargs="?", default="*")

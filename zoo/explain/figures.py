@@ -71,3 +71,33 @@ def save_importance_figure(path, matrix, row_names, xlabel="feature channel", ti
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def explain_files(model, paths, methods, out_dir, target=None, display_size=(192, 192)):
+    """``zoo explain``: per image file, ``<out_dir>/<stem>.explain.png`` with the image and each
+    method's map (:func:`zoo.explain.methods.explain`), titled with the explained class or
+    attribute and its probability; returns the written paths."""
+    from pathlib import Path
+
+    from zoo import tasks
+    from zoo.data.images import read_image
+    from zoo.explain.methods import explain, target_indices
+    from zoo.hub import model_image_size
+    from zoo.prediction import overlay_names
+
+    images = np.stack([read_image(p, model_image_size(model)) for p in paths]).astype("float32")
+    maps = explain(model, images, methods, target=target)
+    logits = model(images, training=False)["logits"]
+    probabilities = np.asarray(tasks.task_of(model).probabilities(logits))
+    targets = target_indices(model, images, target)
+    names = tasks.label_names_of(model)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, (path, name) in enumerate(zip(paths, overlay_names(paths))):
+        target_i = targets[i]
+        title = f"{Path(path).name}: {names[target_i]} ({probabilities[i, target_i]:.1%})"
+        panels = [(method, maps[method][i]) for method in methods]
+        out = Path(out_dir) / name.replace(".attention.png", ".explain.png")
+        written.append(save_map_figure(out, images[i].astype("uint8"), panels, title, display_size,
+                                       colorbar_label="relevance (min-max per map)"))
+    return written

@@ -1,0 +1,113 @@
+"""The attention-quality benchmark: do a model's own maps point at the object better than post-hoc
+explainers? Every (model, method) pair is scored on images with ground truth (the cluttered MNIST
+of :mod:`zoo.data.cluttered`: the digit's box and pixel mask) by :mod:`zoo.explain.metrics`,
+with a random map and a centre prior as baselines.
+
+    from zoo.explain.benchmark import benchmark, format_table
+    rows = benchmark({"abn": zoo.load("abn_resnet20_w8.cluttered_mnist")}, "cluttered_mnist60.npz")
+    print(format_table(rows))
+
+Maps are computed for the *true* class of each image (what the object is), min-max normalised.
+"""
+
+import time
+
+import numpy as np
+
+from zoo.explain import metrics as em
+from zoo.explain.methods import METHODS, explain
+
+BASELINES = ("random", "centre")
+COLUMNS = {"accuracy": "model top-1 on these images", "pointing": "pointing game (hit rate)",
+           "energy": "share of the map's mass in the digit's box", "iou": "IoU of map >= threshold with the digit",
+           "deletion": "deletion AUC (lower is better)", "insertion": "insertion AUC (higher is better)",
+           "seconds": "time to compute the maps"}
+
+
+def load_ground_truth(data, split="test", max_examples=None):
+    """``(images, labels, boxes, masks)`` of an ``.npz`` written by :func:`zoo.data.cluttered.write_npz`."""
+    with np.load(data) as f:
+        keys = [f"{k}_{split}" for k in ("x", "y", "boxes", "masks")]
+        missing = [k for k in keys if k not in f.files]
+        if missing:
+            raise ValueError(f"{data} has no {missing}: the benchmark needs boxes and masks (make the data with "
+                             "zoo.data.cluttered.write_npz or scripts/make_cluttered_mnist.py)")
+        return tuple(f[k][:max_examples] for k in keys)
+
+
+def method_maps(model, method, images, labels, seed=0, **options):
+    """``(B, H, W)`` maps of one method or baseline for the true `labels`."""
+    size = images.shape[1:3]
+    if method == "random":
+        return em.random_maps(len(images), size, seed)
+    if method == "centre":
+        return em.centre_prior(len(images), size)
+    return explain(model, images, methods=(method,), target=labels, **options)[method]
+
+
+def benchmark(models, data, methods=("attention", "gradcam", "gradcam++", "smoothgrad", "integrated_gradients",
+                                     "occlusion", "random", "centre"),
+              max_examples=500, batch_size=50, split="test", iou_threshold=0.5, deletion_steps=16, seed=0,
+              progress=True, **options):
+    """Score every method on every model; returns a list of row dicts (:data:`COLUMNS`).
+
+    `models` maps a label to a model (or is a list of zoo names). Methods a model cannot give
+    (``attention`` for a plain baseline) are skipped with a note in the row.
+    """
+    import zoo
+
+    if not isinstance(models, dict):
+        models = {name: zoo.load(name) for name in models}
+    unknown = [m for m in methods if m not in METHODS + BASELINES]
+    if unknown:
+        from zoo.registry import unknown_name_error
+
+        raise unknown_name_error(unknown[0], list(METHODS + BASELINES), "benchmark method")
+    images, labels, boxes, masks = load_ground_truth(data, split, max_examples)
+    rows = []
+    for label, model in models.items():
+        accuracy = top1(model, images, labels, batch_size)
+        for method in methods:
+            row = {"model": label, "method": method, "accuracy": accuracy}
+            start = time.perf_counter()
+            try:
+                maps = np.concatenate([method_maps(model, method, images[i : i + batch_size],
+                                                   labels[i : i + batch_size], seed + i, **options)
+                                       for i in range(0, len(images), batch_size)])
+            except ValueError as err:  # e.g. no own attention
+                rows.append({**row, "note": str(err).split(":")[0]})
+                continue
+            row["seconds"] = time.perf_counter() - start
+            deletion, insertion = em.deletion_insertion(model, images, maps, labels, deletion_steps)
+            row.update(pointing=em.pointing_game(maps, boxes).mean(), energy=em.energy_in_box(maps, boxes).mean(),
+                       iou=em.mask_iou(maps, masks, iou_threshold).mean(), deletion=deletion.mean(),
+                       insertion=insertion.mean())
+            rows.append({k: float(v) if isinstance(v, (np.floating, float)) else v for k, v in row.items()})
+            if progress:
+                print(format_row(row), flush=True)
+    return rows
+
+
+def top1(model, images, labels, batch_size=100):
+    from keras import ops
+
+    correct = 0
+    for i in range(0, len(images), batch_size):
+        logits = ops.convert_to_numpy(model(ops.convert_to_tensor(images[i : i + batch_size].astype("float32")),
+                                            training=False)["logits"])
+        correct += int((logits.argmax(-1) == labels[i : i + batch_size]).sum())
+    return correct / len(images)
+
+
+def format_row(row):
+    """One markdown row of :func:`format_table`."""
+    cells = [f"{row[c]:.3f}" if c in row else "-" for c in ("pointing", "energy", "iou", "deletion", "insertion")]
+    return f"| {row['model']} | {row['method']} | " + " | ".join(cells) + " |"
+
+
+def format_table(rows):
+    """Markdown: one row per (model, method)."""
+    lines = ["| model | method | pointing | energy in box | IoU | deletion AUC (lower better) | insertion AUC "
+             "(higher better) |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [format_row(row) for row in rows if "note" not in row]
+    return "\n".join(lines)
