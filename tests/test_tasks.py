@@ -116,6 +116,9 @@ def test_attribute_npz_splits_by_id_and_csv_folders(tmp_path):
     train = data.open_source(str(tmp_path / "faces.npz"), "train")
     assert (len(test), len(train)) == (2, 8) and test.task == "multilabel" and test.class_names == ATTRIBUTES
     np.testing.assert_array_equal(test.labels, attrs[[0, 5]])  # ids 100 and 105; -1 became 0
+    val, fit = (data.open_source(str(tmp_path / "faces.npz"), split) for split in ("val", "fit"))
+    np.testing.assert_array_equal(val.labels, attrs[[1, 6]])  # train divides into val (id % 5 == 1) and fit
+    assert len(fit) == 6 and len(val) + len(fit) == len(train)
 
     folder = tmp_path / "faces"
     (folder / "img").mkdir(parents=True)

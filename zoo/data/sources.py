@@ -134,15 +134,15 @@ class ArraySource:
 
 
 def id_split(ids, split):
-    """Rows of a deterministic split by image id: ``test`` = ``id % 5 == 0``, ``train`` = the rest."""
+    """Rows of a deterministic split by image id: ``test`` = ``id % 5 == 0``, ``train`` = the rest;
+    for choices made before the test split is looked at, ``train`` divides into ``val``
+    (``id % 5 == 1``) and ``fit`` (``id % 5`` in 2, 3, 4)."""
     ids = np.asarray(ids)
-    if split == "test":
-        return np.flatnonzero(ids % 5 == 0)
-    if split == "train":
-        return np.flatnonzero(ids % 5 != 0)
-    if split == "all":
-        return np.arange(len(ids))
-    raise ValueError(f"split must be 'train', 'test' or 'all' for an id-split .npz, got {split!r}")
+    rows = {"test": ids % 5 == 0, "train": ids % 5 != 0, "val": ids % 5 == 1, "fit": ids % 5 >= 2,
+            "all": np.ones(len(ids), bool)}
+    if split not in rows:
+        raise ValueError(f"split must be one of {tuple(rows)} for an id-split .npz, got {split!r}")
+    return np.flatnonzero(rows[split])
 
 
 def decode_jpeg_blob(blob, offsets):

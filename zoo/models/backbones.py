@@ -52,7 +52,7 @@ def face_resnet(depth=20, width=16, stem_stride=4, mean=CELEBA_MEAN, std=CELEBA_
 
     Args:
         depth: 6n+2 (14, 20, 32, 44, 56).
-        width: channels of the first stage (the stages have w, 2w, 4w).
+        width: channels of the first stage (the stages have w, 2w, 4w), or the three stages' widths.
         stem_stride: 1, 2 or 4: 3x3 conv at stride min(2, s), then a 2x2 max-pool when s = 4.
         mean, std: per-channel normalisation of [0, 255] pixels, in [0, 1] units.
     """
@@ -60,16 +60,19 @@ def face_resnet(depth=20, width=16, stem_stride=4, mean=CELEBA_MEAN, std=CELEBA_
 
     zl.check_option("stem_stride", stem_stride, (1, 2, 4))
     block, n = cifar_block_type(depth)
+    widths = (width, 2 * width, 4 * width) if isinstance(width, int) else tuple(int(w) for w in width)
+    if len(widths) != 3:
+        raise ValueError(f"width is the first stage's channels or the three stages' widths, got {width!r}")
 
     def features(x):
-        x = zl.conv_bn(x, width, 3, min(stem_stride, 2), name="stem", sync_bn=sync_bn)
+        x = zl.conv_bn(x, widths[0], 3, min(stem_stride, 2), name="stem", sync_bn=sync_bn)
         if stem_stride == 4:
             x = layers.MaxPooling2D(2, name="stem_pool")(x)
-        x = zl.resnet_stage(x, block, width, n, 1, "stage1", sync_bn)
-        return zl.resnet_stage(x, block, width * 2, n, 2, "stage2", sync_bn)
+        x = zl.resnet_stage(x, block, widths[0], n, 1, "stage1", sync_bn)
+        return zl.resnet_stage(x, block, widths[1], n, 2, "stage2", sync_bn)
 
     def last_stage(h, strides=2, prefix=""):
-        return zl.resnet_stage(h, block, width * 4, n, strides, f"{prefix}stage3", sync_bn)
+        return zl.resnet_stage(h, block, widths[2], n, strides, f"{prefix}stage3", sync_bn)
 
     return SplitBackbone(zl.preprocessing(mean, std), features, last_stage, *taps("face", depth))
 
