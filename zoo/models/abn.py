@@ -273,4 +273,5 @@ for _backbone, _depth in (("face", 20), ("imagenet", 50), ("imagenet", 101)):
         depth=_depth,
         num_classes=40,
         input_shape=(64, 64, 3) if _backbone == "face" else (224, 224, 3),
+        **({"width": backbones.FACE_WIDTHS} if _backbone == "face" else {}),
     )
