@@ -48,6 +48,19 @@ def wall_time(stages):
             "compilation included)")
 
 
+def preprocessing_text(build, mean, std):
+    """What the model does to its input pixels, for the card."""
+    from zoo.models import backbones
+
+    head = "RGB uint8/float pixels in [0, 255]; "
+    if build.get("backbone") == "imagenet":
+        return head + "keras.applications 'caffe' preprocessing inside the model (RGB->BGR, ImageNet mean subtracted)"
+    if build.get("backbone") == "face":
+        mean, std = backbones.CELEBA_MEAN, backbones.CELEBA_STD
+    return head + (f"per-channel mean/std normalisation inside the model (mean={list(mean)}, std={list(std)} "
+                   "in [0, 1] units)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir")
@@ -82,8 +95,7 @@ def main():
     std = build.get("std", defaults["std"].default if "std" in defaults else None)
     card = {
         "dataset": args.dataset,
-        "preprocessing": "RGB uint8/float pixels in [0, 255]; per-channel mean/std normalisation inside the model "
-                         f"(mean={list(mean)}, std={list(std)} in [0, 1] units)",
+        "preprocessing": preprocessing_text(build, mean, std),
         "class_names": config.get("class_names"),
         "license": args.license,
         "command": args.command,

@@ -45,8 +45,14 @@ def main():
     parser.add_argument("--pgd-steps", type=int, default=5)
     parser.add_argument("--only", nargs="*", default=None, help="labels of MODELS to run (default: all)")
     parser.add_argument("--out", default="docs/robustness_celeba64")
+    parser.add_argument("--update", action="store_true", help="keep the other models' results in OUT.json")
     args = parser.parse_args()
     results = {}
+    previous = Path(f"{args.out}.json")
+    if args.update and previous.exists():
+        stored = json.loads(previous.read_text())["results"]
+        results = {label: {attack: {float(s): v for s, v in per.items()} for attack, per in r.items()}
+                   for label, r in stored.items()}
     for label, spec in MODELS.items():
         if args.only and label not in args.only:
             continue
@@ -54,6 +60,7 @@ def main():
         results[label] = zr.robustness(load_model(spec), args.data, ("noise", "fgsm", "pgd"), args.epsilons,
                                        args.sigmas, args.pgd_steps, args.max_examples)
         print(f"{label}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    results = {label: results[label] for label in MODELS if label in results}  # the table's order
     table = zr.format_table(results)
     print(table)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
