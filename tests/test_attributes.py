@@ -145,7 +145,7 @@ def test_attribute_models_learn_a_toy_problem(arch, tmp_path):
     images_, attrs = toy_attributes(96, size=SIZE)
     train_source = data.ArraySource(images_[:64], attrs[:64], ATTRIBUTES)
     test_source = data.ArraySource(images_[64:], attrs[64:], ATTRIBUTES)
-    config = TrainConfig(epochs=6, batch_size=16, lr=0.05, progress=False, augment=data.AugmentConfig(flip=False))
+    config = TrainConfig(epochs=10, batch_size=16, lr=0.05, progress=False, augment=data.AugmentConfig(flip=False))
     build = {k: v for k, v in tiny(arch).zoo_config["build"].items() if k != "num_classes"}
     train(arch, train_source, config, output_dir=tmp_path / "m", build_kwargs=build)
     metrics = zoo.evaluate(zoo.load(str(tmp_path / "m")), test_source, batch_size=16, progress=False)

@@ -145,8 +145,8 @@ def test_scratch_names_carry_the_writer_and_only_dead_writers_are_cleaned(tmp_pa
 
 
 def test_names_tags_and_aliases():
-    assert zoo.list_models("abn*")[:4] == ["abn_resnet20", "abn_resnet32", "abn_resnet44", "abn_resnet50"]
-    assert zoo.list_models("abn*")[-3:] == ["abn_resnet101", "abn_resnet110", "abn_resnet152"]
+    assert zoo.list_models("abn_resnet*")[:4] == ["abn_resnet20", "abn_resnet32", "abn_resnet44", "abn_resnet50"]
+    assert zoo.list_models("abn_resnet*")[-3:] == ["abn_resnet101", "abn_resnet110", "abn_resnet152"]
     with pytest.raises(ValueError, match="zoo.load"):
         zoo.build("abn_resnet20.cifar10")
     old = zoo.load("ltpa_vgg_att3.cifar10_w025")  # the tag before the compact network had its own name
