@@ -82,7 +82,8 @@ def main():
     config = stages[-1]
     model = zoo.load(args.model_dir)
     metrics = evaluate(model, args.data, split=args.split, progress=False)
-    train_config = config.get("train_config", {})
+    train_config = {k: (None if k in ("checkpoint_dir", "log_dir") else v)  # local paths stay off the card
+                    for k, v in config.get("train_config", {}).items()}
     file_name = f"{args.name}.weights.h5"
     target = weights.weights_dir() / file_name
     source = Path(args.model_dir) / hub.WEIGHTS_FILE
