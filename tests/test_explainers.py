@@ -85,6 +85,8 @@ def test_own_attention_uses_the_declared_map_of_the_target_attribute():
     x = images(2)
     own = zoo.explain.explain(model, x, methods=("attention",), target="bright", normalize=False)["attention"]
     np.testing.assert_allclose(own, zoo.attention_maps(model, x, attribute="bright")["attention/bright"], atol=1e-6)
+    with pytest.raises(ValueError, match="Did you mean: attention"):  # attention_map picks a declared map by name
+        zoo.explain.explain(model, x, methods=("attention",), target="bright", attention_map="atention")
 
 
 def test_pointing_game_energy_and_iou_on_hand_made_maps():
@@ -177,10 +179,21 @@ def test_explain_and_benchmark_commands(tiny_model, tmp_path, capsys):
                  "--out", str(tmp_path / "figs")]) == 0
     assert Image.open(tmp_path / "figs" / "a.explain.png").size[0] > 300
     assert main(["benchmark", str(tmp_path / "m"), "--data", str(tmp_path / "gt.npz"), "--methods", "attention",
-                 "gradcam", "random", "centre", "--json", str(tmp_path / "b.json"), "--quiet"]) == 0
+                 "gradcam", "random", "centre", "--json", str(tmp_path / "b.json"), "--figure", str(tmp_path / "f.png"),
+                 "--figure-count", "2", "--quiet"]) == 0
     rows = json.loads((tmp_path / "b.json").read_text())
+    assert Image.open(tmp_path / "f.png").size[1] > 150  # 2 images x 1 model, each a row
+    before = (tmp_path / "b.json").read_text()
+    assert main(["benchmark", str(tmp_path / "m"), "--data", str(tmp_path / "gt.npz"), "--methods", "random",
+                 "--json", str(tmp_path / "b.json"), "--quiet"]) == 2  # exists: not replaced without --force
+    assert (tmp_path / "b.json").read_text() == before
     assert [r["method"] for r in rows] == ["attention", "gradcam", "random", "centre"]
     centre = rows[-1]
     assert centre["pointing"] == 1.0 and 0 < centre["energy"] < 1  # the centre (7.5, 7.5) is in every box
     assert "| gradcam |" in capsys.readouterr().out
+    np.savez(tmp_path / "plain.npz", x_test=x, y_test=np.arange(6) % 2)  # no boxes: deletion/insertion only
+    assert main(["benchmark", str(tmp_path / "m"), "--data", str(tmp_path / "plain.npz"), "--methods", "gradcam",
+                 "--json", str(tmp_path / "d.json"), "--quiet"]) == 0
+    (row,) = json.loads((tmp_path / "d.json").read_text())
+    assert "pointing" not in row and 0 <= row["deletion"] <= 1 and 0 <= row["insertion"] <= 1
     assert main(["benchmark", str(tmp_path / "m"), "--data", str(tmp_path / "a.png")]) == 2

@@ -252,16 +252,30 @@ def cmd_explain(args):
 
 
 def cmd_benchmark(args):
-    from zoo.explain.benchmark import benchmark, format_table
+    from zoo import files
+    from zoo.explain.benchmark import benchmark, example_figure, format_table
 
-    rows = benchmark(args.models, args.data, args.methods, args.max_examples, progress=not args.quiet)
+    for target in (args.json, args.figure):
+        if target:
+            files.check_writable(target, args.force)
+    models = {spec: load_model(spec) for spec in args.models}
+    options = {"attention_map": args.attention_map} if args.attention_map else {}
+    rows = benchmark(models, args.data, args.methods, args.max_examples, progress=not args.quiet, **options)
     print(format_table(rows))
     for row in rows:
         if "note" in row:
             print(f"note: {row['model']} {row['method']}: {row['note']}", file=sys.stderr)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+        files.write_text(args.json, json.dumps(rows, indent=1), force=args.force)
+    if args.figure:
+        scratch = files.scratch_file(args.figure)
+        try:
+            example_figure(models, args.data, scratch, [m for m in args.methods if m not in ("random", "centre")],
+                           args.figure_count, **options)
+        except BaseException:
+            scratch.unlink(missing_ok=True)
+            raise
+        print(files.replace(scratch, args.figure))
 
 
 def cmd_list(args):
@@ -381,10 +395,16 @@ def build_parser():
 
     p = add_command(sub, "benchmark", "attention-quality benchmark on data with boxes and masks (cluttered MNIST)")
     p.add_argument("models", nargs="+")
-    p.add_argument("--data", required=True, help=".npz with x/y/boxes/masks_test (scripts/make_cluttered_mnist.py)")
+    p.add_argument("--data", required=True, help=".npz with x/y/boxes/masks_test (scripts/make_cluttered_mnist.py); "
+                   "data without boxes and masks (e.g. CIFAR-10): deletion / insertion only")
     p.add_argument("--methods", nargs="+", choices=METHODS + BASELINES, default=list(METHODS + BASELINES))
     p.add_argument("--max-examples", type=int, default=500)
+    p.add_argument("--attention-map", default=None, help="which declared map is 'attention' (default: the model's "
+                   "default, e.g. LTPA's attention_1)")
     p.add_argument("--json", default=None, help="write the rows to this JSON file")
+    p.add_argument("--figure", default=None, help="write a PNG grid of example maps (models x methods) here")
+    p.add_argument("--figure-count", type=int, default=3, help="images in --figure")
+    p.add_argument("--force", action="store_true", help="replace an existing --json / --figure")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_benchmark)
 

@@ -73,3 +73,28 @@ def replace(scratch, target):
     else:
         os.replace(scratch, target)
     return target
+
+
+def scratch_file(target):
+    """A fresh scratch file path beside `target` with the same suffix (so writers that go by the
+    extension, like matplotlib, still work); move it in place with :func:`replace`."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_scratch(target.parent, f".{target.name}")
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}{SCRATCH_MARK}{os.getpid()}-", suffix=target.suffix,
+                                    dir=target.parent)
+    os.close(handle)
+    return Path(name)
+
+
+def write_text(target, text, force=False):
+    """Write `text` to `target` in one step (scratch file, then rename); an existing `target` is
+    replaced only with `force`."""
+    check_writable(target, force)
+    scratch = scratch_file(target)
+    try:
+        scratch.write_text(text)
+    except BaseException:
+        scratch.unlink(missing_ok=True)
+        raise
+    return replace(scratch, target)

@@ -25,14 +25,21 @@ COLUMNS = {"accuracy": "model top-1 on these images", "pointing": "pointing game
 
 
 def load_ground_truth(data, split="test", max_examples=None):
-    """``(images, labels, boxes, masks)`` of an ``.npz`` written by :func:`zoo.data.cluttered.write_npz`."""
+    """``(images, labels, boxes, masks)`` of an ``.npz`` written by :func:`zoo.data.cluttered.write_npz`.
+
+    Data without boxes and masks (any layout :meth:`zoo.data.ArraySource.from_npz` reads, e.g. the
+    CIFAR-10 copy) gives ``boxes = masks = None``: only deletion / insertion can be scored.
+    """
     with np.load(data) as f:
         keys = [f"{k}_{split}" for k in ("x", "y", "boxes", "masks")]
-        missing = [k for k in keys if k not in f.files]
-        if missing:
-            raise ValueError(f"{data} has no {missing}: the benchmark needs boxes and masks (make the data with "
-                             "zoo.data.cluttered.write_npz or scripts/make_cluttered_mnist.py)")
-        return tuple(f[k][:max_examples] for k in keys)
+        if all(k in f.files for k in keys):
+            return tuple(f[k][:max_examples] for k in keys)
+    from zoo.data import ArraySource
+
+    source = ArraySource.from_npz(data, split)
+    if source.task != "multiclass":
+        raise ValueError(f"{data}: the benchmark scores single-label classes; this data is {source.task}")
+    return source.images[:max_examples], source.labels[:max_examples], None, None
 
 
 def method_maps(model, method, images, labels, seed=0, **options):
@@ -79,13 +86,36 @@ def benchmark(models, data, methods=("attention", "gradcam", "gradcam++", "smoot
                 continue
             row["seconds"] = time.perf_counter() - start
             deletion, insertion = em.deletion_insertion(model, images, maps, labels, deletion_steps)
-            row.update(pointing=em.pointing_game(maps, boxes).mean(), energy=em.energy_in_box(maps, boxes).mean(),
-                       iou=em.mask_iou(maps, masks, iou_threshold).mean(), deletion=deletion.mean(),
-                       insertion=insertion.mean())
+            row.update(deletion=deletion.mean(), insertion=insertion.mean())
+            if boxes is not None:
+                row.update(pointing=em.pointing_game(maps, boxes).mean(), energy=em.energy_in_box(maps, boxes).mean(),
+                           iou=em.mask_iou(maps, masks, iou_threshold).mean())
             rows.append({k: float(v) if isinstance(v, (np.floating, float)) else v for k, v in row.items()})
             if progress:
                 print(format_row(row), flush=True)
     return rows
+
+
+def example_figure(models, data, path, methods=("attention", "gradcam", "gradcam++", "smoothgrad",
+                                                 "integrated_gradients", "occlusion"),
+                   count=3, split="test", **options):
+    """Write a grid of the first `count` images of `data` (box drawn when the data has boxes): per
+    image one row per model, one column per method (empty where a model has no such map)."""
+    from zoo.explain.figures import save_grid_figure
+
+    images, labels, boxes, _ = load_ground_truth(data, split, count)
+    rows, row_boxes = [], []
+    for i in range(len(images)):
+        for label, model in models.items():
+            maps = []
+            for method in methods:
+                try:
+                    maps.append(method_maps(model, method, images[i : i + 1], labels[i : i + 1], **options)[0])
+                except ValueError:  # e.g. no own attention
+                    maps.append(None)
+            rows.append((f"{label}\nimage {i}, class {labels[i]}", images[i], maps))
+            row_boxes.append(None if boxes is None else boxes[i])
+    return save_grid_figure(path, rows, methods, None if boxes is None else row_boxes)
 
 
 def top1(model, images, labels, batch_size=100):

@@ -2,7 +2,8 @@
 
 - :func:`save_map_figure`: the image, then one overlay per map with its title and one colour bar
   shared by all of them (every map in [0, 1]);
-- :func:`save_importance_figure`: a matrix (e.g. attributes x channels) as a heat-map.
+- :func:`save_importance_figure`: a matrix (e.g. attributes x channels) as a heat-map;
+- :func:`save_grid_figure`: rows of (image, maps), e.g. examples x models against methods.
 """
 
 import numpy as np
@@ -68,6 +69,43 @@ def save_importance_figure(path, matrix, row_names, xlabel="feature channel", ti
     fig.colorbar(image, ax=ax, label=colorbar_label)
     if title:
         ax.set_title(title, fontsize=10)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def save_grid_figure(path, rows, column_names, boxes=None, cell_size=1.4, cmap="jet",
+                     colorbar_label="relevance (min-max per map)"):
+    """Write a grid: each row is ``(row_name, image, [map or None per column])``, the image first
+    (with its ``(y0, x0, y1, x1)`` box from `boxes`, one per row, drawn when given), then each
+    column's overlay (an empty cell for None); column names on top, one shared colour bar."""
+    plt = _pyplot()
+    import matplotlib
+
+    columns = len(column_names) + 1
+    fig, axes = plt.subplots(len(rows), columns, figsize=(cell_size * columns + 1.2, cell_size * len(rows) + 0.4),
+                             squeeze=False)
+    for r, (row_name, image, maps) in enumerate(rows):
+        image = np.asarray(image, "uint8")
+        axes[r, 0].imshow(image)
+        axes[r, 0].set_ylabel(row_name, fontsize=7, rotation=0, ha="right", va="center")
+        if boxes is not None:
+            y0, x0, y1, x1 = boxes[r]
+            axes[r, 0].add_patch(matplotlib.patches.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
+                                                              edgecolor="lime", linewidth=1))
+        for c, attention in enumerate(maps, start=1):
+            if attention is not None:
+                resized = upsample(np.asarray(attention, "float32")[None, ..., None], image.shape[:2])[0]
+                axes[r, c].imshow(overlay(image, resized, cmap=cmap))
+    for c, name in enumerate(["input"] + list(column_names)):
+        axes[0, c].set_title(name, fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    mappable = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap=cmap)
+    fig.colorbar(mappable, ax=list(axes.flat), fraction=0.015, pad=0.01, label=colorbar_label)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path

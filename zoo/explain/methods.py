@@ -149,11 +149,12 @@ def occlusion(model, images, targets, patch=8, stride=4, fill=127.5, batch_size=
     return drop / np.maximum(covered, 1)
 
 
-def own_attention(model, images, targets, outputs=None):
-    """The model's default declared map; for a per-attribute map, each image's target's."""
+def own_attention(model, images, targets, outputs=None, name=None):
+    """The model's declared map `name` (default: its default map, e.g. LTPA's finest level); for a
+    per-attribute map, each image's target's."""
     from zoo.explain.maps import attention_maps, default_map
 
-    name = default_map(model)
+    name = name or default_map(model)
     if name is None:
         raise ValueError(f"{model.name} has no attention maps of its own (a plain baseline): choose post-hoc methods "
                          f"({', '.join(m for m in METHODS if m != 'attention')})")
@@ -172,8 +173,9 @@ def explain(model, images, methods=("attention", "gradcam"), target=None, layer=
         target: None (the prediction), a class / attribute index or name, or one per image.
         layer: the layer Grad-CAM(++) targets (default: the architecture's declared tap).
         normalize: min-max scale each map to [0, 1] (what figures and metrics compare).
-        options: per method, e.g. ``samples=16, noise=0.15`` (smoothgrad), ``steps=32``
-            (integrated_gradients), ``patch=8, stride=4`` (occlusion).
+        options: per method, e.g. ``attention_map="attention_2"`` (attention: which declared map),
+            ``samples=16, noise=0.15`` (smoothgrad), ``steps=32`` (integrated_gradients),
+            ``patch=8, stride=4`` (occlusion).
 
     Returns ``{method: (B, H, W) float32}`` at the input resolution.
     """
@@ -190,7 +192,7 @@ def explain(model, images, methods=("attention", "gradcam"), target=None, layer=
     result = {}
     for method in methods:
         if method == "attention":
-            value = own_attention(model, images, targets, outputs)
+            value = own_attention(model, images, targets, outputs, options.get("attention_map"))
         elif method in ("gradcam", "gradcam++"):
             features, gradient = layer_gradient(model, images, targets, layer)
             if method == "gradcam":
