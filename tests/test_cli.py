@@ -1,5 +1,6 @@
 """The ``zoo`` command end to end: finetune -> predict / evaluate / export, and the default model."""
 
+import collections
 import json
 from pathlib import Path
 
@@ -81,12 +82,15 @@ def test_list_pretrained_shows_each_cards_measured_accuracy(capsys):
     lines = capsys.readouterr().out.splitlines()
     manifest = weights.load_manifest()
     assert sorted(line.split()[0] for line in lines) == sorted(manifest)
+    tags_per_arch = collections.Counter(entry["arch"] for entry in manifest.values())
     for line in lines:
-        accuracy = manifest[line.split()[0]]["card"]["accuracy"]
+        entry = manifest[line.split()[0]]
+        accuracy = entry["card"]["accuracy"]
         shown = (f"mean attribute accuracy {accuracy['test_mean_accuracy']:.2%}" if "test_mean_accuracy" in accuracy
                  else f"top-1 {accuracy['test_top1']:.2%}")
         assert shown in " ".join(line.split())
-        assert "(default" not in line  # each architecture has one pretrained tag: nothing to choose between
+        marked = bool(entry.get("default")) and tags_per_arch[entry["arch"]] > 1  # only where there is a choice
+        assert ("(default for" in line) == marked, line
 
 
 def test_default_model_predicts_the_shipped_examples(tmp_path, capsys):

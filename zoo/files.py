@@ -84,6 +84,9 @@ def scratch_file(target):
     handle, name = tempfile.mkstemp(prefix=f".{target.name}{SCRATCH_MARK}{os.getpid()}-", suffix=target.suffix,
                                     dir=target.parent)
     os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(name, 0o666 & ~umask)  # mkstemp makes it private; the finished file gets the usual mode
     return Path(name)
 
 
