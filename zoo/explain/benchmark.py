@@ -4,7 +4,7 @@ of :mod:`zoo.data.cluttered`: the digit's box and pixel mask) by :mod:`zoo.expla
 with a random map and a centre prior as baselines.
 
     from zoo.explain.benchmark import benchmark, format_table
-    rows = benchmark({"abn": zoo.load("abn_resnet20_w8.cluttered_mnist")}, "cluttered_mnist60.npz")
+    rows = benchmark({"abn": zoo.load("abn_resnet20.cluttered_mnist")}, "cluttered_mnist60.npz")
     print(format_table(rows))
 
 Maps are computed for the *true* class of each image (what the object is), min-max normalised.
