@@ -253,7 +253,7 @@ def cmd_explain(args):
 
 def cmd_benchmark(args):
     from zoo import files
-    from zoo.explain.benchmark import benchmark, example_figure, format_table
+    from zoo.explain.benchmark import BASELINES, benchmark, example_figure, format_table
 
     for target in (args.json, args.figure):
         if target:
@@ -268,14 +268,10 @@ def cmd_benchmark(args):
     if args.json:
         files.write_text(args.json, json.dumps(rows, indent=1), force=args.force)
     if args.figure:
-        scratch = files.scratch_file(args.figure)
-        try:
-            example_figure(models, args.data, scratch, [m for m in args.methods if m not in ("random", "centre")],
+        with files.written_file(args.figure, args.force) as scratch:
+            example_figure(models, args.data, scratch, [m for m in args.methods if m not in BASELINES],
                            args.figure_count, **options)
-        except BaseException:
-            scratch.unlink(missing_ok=True)
-            raise
-        print(files.replace(scratch, args.figure))
+        print(args.figure)
 
 
 def cmd_list(args):

@@ -6,6 +6,7 @@ scratch entry whose process is gone (killed mid-write) is removed the next time 
 is written.
 """
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -90,14 +91,23 @@ def scratch_file(target):
     return Path(name)
 
 
-def write_text(target, text, force=False):
-    """Write `text` to `target` in one step (scratch file, then rename); an existing `target` is
-    replaced only with `force`."""
+@contextlib.contextmanager
+def written_file(target, force=False):
+    """``with written_file(path) as scratch:`` write to `scratch`; on success it replaces `target`
+    (an existing one only with `force`), on an error it is removed and `target` is untouched."""
     check_writable(target, force)
     scratch = scratch_file(target)
     try:
-        scratch.write_text(text)
+        yield scratch
     except BaseException:
         scratch.unlink(missing_ok=True)
         raise
-    return replace(scratch, target)
+    replace(scratch, target)
+
+
+def write_text(target, text, force=False):
+    """Write `text` to `target` in one step (scratch file, then rename); an existing `target` is
+    replaced only with `force`."""
+    with written_file(target, force) as scratch:
+        scratch.write_text(text)
+    return Path(target)

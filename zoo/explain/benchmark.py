@@ -104,18 +104,18 @@ def example_figure(models, data, path, methods=("attention", "gradcam", "gradcam
     from zoo.explain.figures import save_grid_figure
 
     images, labels, boxes, _ = load_ground_truth(data, split, count)
-    rows, row_boxes = [], []
-    for i in range(len(images)):
-        for label, model in models.items():
-            maps = []
-            for method in methods:
-                try:
-                    maps.append(method_maps(model, method, images[i : i + 1], labels[i : i + 1], **options)[0])
-                except ValueError:  # e.g. no own attention
-                    maps.append(None)
-            rows.append((f"{label}\nimage {i}, class {labels[i]}", images[i], maps))
-            row_boxes.append(None if boxes is None else boxes[i])
-    return save_grid_figure(path, rows, methods, None if boxes is None else row_boxes)
+    maps = {}  # (model label, method) -> (count, H, W), or None where the model has no such map
+    for label, model in models.items():
+        for method in methods:
+            try:
+                maps[label, method] = method_maps(model, method, images, labels, **options)
+            except ValueError:  # e.g. no own attention
+                maps[label, method] = None
+    rows = [(f"{label}\nimage {i}, class {labels[i]}", images[i],
+             [None if maps[label, m] is None else maps[label, m][i] for m in methods])
+            for i in range(len(images)) for label in models]
+    row_boxes = None if boxes is None else [boxes[i] for i in range(len(images)) for _ in models]
+    return save_grid_figure(path, rows, methods, row_boxes)
 
 
 def top1(model, images, labels, batch_size=100):
