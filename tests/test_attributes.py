@@ -93,6 +93,11 @@ def test_mask_transformations():
     for b in range(2):
         for a in range(4):
             assert set(np.flatnonzero(kept[b, :, a])) == set(np.argsort(-importance[b, :, a])[:2])
+    saturated = masks.copy()
+    saturated[..., 0] = 0.88  # every channel of attribute 0 ties: still exactly 2 kept, the lowest indices
+    tied = np.abs(np.asarray(mc.transform_masks(saturated, "top_channels", 1.0, top_fraction=0.25))).sum(axis=(1, 2)) > 0
+    assert (tied.sum(axis=1) == 2).all()
+    assert (np.flatnonzero(tied[0, :, 0]) == [0, 1]).all()
     half = np.asarray(mc.transform_masks(masks, "top_channels", 0.5, top_fraction=0.25))
     np.testing.assert_allclose(half, np.where(kept[:, None, None], masks, 0.5 * masks), rtol=1e-6)
 

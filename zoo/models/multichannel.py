@@ -52,6 +52,8 @@ def transform_masks(masks, rule=None, strength=0.0, top_fraction=0.25):
     Rules (:data:`TRANSFORM_RULES`), with ``I`` the channel importance (B, C, A):
     - ``"top_channels"``: ``M'_c = M_c`` for the ``ceil(top_fraction * C)`` most important
       channels of each attribute, ``(1 - strength) * M_c`` for the others (strength in [0, 1]);
+      exactly that many are kept even when importances tie (e.g. a saturated mask), ties going to the
+      lower channel index;
     - ``"channel_weight"``: ``M'_c = M_c * (I_c / max_c I_c) ** strength``;
     - ``"power"``: ``M' = M ** (1 + strength)`` (sharpens each mask in space and across channels).
     """
@@ -69,9 +71,9 @@ def transform_masks(masks, rule=None, strength=0.0, top_fraction=0.25):
             raise ValueError(f"the top_channels strength is a fraction in [0, 1], got {strength}")
         channels = masks.shape[3]
         keep = max(1, min(channels, int(-(-top_fraction * channels // 1))))
-        ranked = ops.top_k(ops.transpose(importance, (0, 2, 1)), keep)[0]  # (B, A, keep), descending
-        threshold = ops.expand_dims(ranked[..., -1], 1)  # (B, 1, A)
-        scale = ops.where(importance >= threshold, 1.0, 1.0 - strength)
+        top = ops.top_k(ops.transpose(importance, (0, 2, 1)), keep)[1]  # (B, A, keep) channel indices
+        kept = ops.max(ops.one_hot(top, channels, dtype=masks.dtype), axis=2)  # (B, A, C), exactly `keep` ones
+        scale = ops.where(ops.transpose(kept, (0, 2, 1)) > 0, 1.0, 1.0 - strength)
     return masks * ops.cast(ops.expand_dims(ops.expand_dims(scale, 1), 1), masks.dtype)
 
 
