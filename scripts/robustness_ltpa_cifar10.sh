@@ -10,4 +10,4 @@ DATA=${CIFAR10_JPEG:-../shared/datasets/cifar10-jpeg.npz}
 mkdir -p docs
 zoo robustness "$MODEL" --data "$DATA" --compare "$BASELINE" --max-examples "${MAX_EXAMPLES:-1000}" \
   --epsilons 0 1 2 4 8 --sigmas 0 4 8 16 32 --pgd-steps 10 \
-  --plot docs/robustness_ltpa_cifar10.png --json docs/robustness_ltpa_cifar10.json
+  --plot docs/robustness_ltpa_cifar10.png --json docs/robustness_ltpa_cifar10.json --force

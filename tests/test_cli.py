@@ -59,6 +59,13 @@ def test_finetune_then_predict_evaluate_export(tiny_model, image_folder, tmp_pat
     assert set(metrics["per_class_accuracy"]) == {"blue", "green", "red"} and "  blue" in printed
     assert np.asarray(metrics["confusion_matrix"]).sum() == 24 and matrix.stat().st_size > 1000
 
+    (tmp_path / "m.json").write_text("mine")  # a user's file: refused before any work, left as it was
+    assert main(["evaluate", str(out), "--data", str(image_folder), "--quiet", "--json", str(tmp_path / "m.json")]) == 2
+    assert "--force" in capsys.readouterr().err and (tmp_path / "m.json").read_text() == "mine"
+    assert main(["evaluate", str(out), "--data", str(image_folder), "--quiet", "--json", str(tmp_path / "m.json"),
+                 "--force"]) == 0
+    assert json.loads((tmp_path / "m.json").read_text())["num_examples"] == 24
+
     assert main(["export", str(out), "--format", "tflite", "--output", str(tmp_path / "m.tflite")]) == 0
     assert (tmp_path / "m.tflite").stat().st_size > 10_000
 

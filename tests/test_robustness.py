@@ -47,3 +47,7 @@ def test_accuracy_falls_with_attack_strength_and_pgd_is_stronger(trained_toy, tm
     assert "| fgsm | 32 |" in table and len(table.splitlines()) == 2 + 3 + 3 + 2  # header + 8 rows
     plot = zr.plot_curves({"toy": results}, tmp_path / "curve.png")
     assert plot.stat().st_size > 5000
+    with pytest.raises(FileExistsError, match="force"):  # an existing figure is replaced only on request
+        zr.plot_curves({"toy": results}, plot)
+    assert zr.plot_curves({"toy": results}, plot, force=True).stat().st_size > 5000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curve.png"]  # no scratch file left

@@ -205,17 +205,27 @@ def cmd_predict(args):
                 print(f"  {what}: {result[key]}")
 
 
+def check_outputs(args, *targets):
+    """Refuse up front (before any slow work) to replace an existing output file without --force."""
+    from zoo import files
+
+    for target in targets:
+        if target:
+            files.check_writable(target, args.force)
+
+
 def cmd_evaluate(args):
+    from zoo import files
     from zoo.evaluation import evaluate, format_metrics, save_confusion_matrix
 
+    check_outputs(args, args.json, args.confusion_matrix)
     model = load_model(args.model)
     metrics = evaluate(model, args.data, args.batch_size, progress=not args.quiet, split=args.split or "test")
     print(format_metrics(args.model, metrics, per_class=True))
     if args.confusion_matrix:
-        print(f"confusion matrix: {save_confusion_matrix(metrics, args.confusion_matrix)}")
+        print(f"confusion matrix: {save_confusion_matrix(metrics, args.confusion_matrix, force=args.force)}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(metrics, f, indent=1)
+        files.write_text(args.json, json.dumps(metrics, indent=1), force=args.force)
 
 
 def cmd_export(args):
@@ -229,18 +239,19 @@ def cmd_export(args):
 
 
 def cmd_robustness(args):
+    from zoo import files
     from zoo import robustness as zr
 
+    check_outputs(args, args.json, args.plot)
     results = {}
     for name in [args.model, *args.compare]:
         results[name] = zr.robustness(load_model(name), args.data, args.attacks, args.epsilons, args.sigmas,
                                       args.pgd_steps, args.max_examples, split=args.split or "test")
     print(zr.format_table(results))
     if args.plot:
-        print(f"plot: {zr.plot_curves(results, args.plot)}")
+        print(f"plot: {zr.plot_curves(results, args.plot, force=args.force)}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+        files.write_text(args.json, json.dumps(results, indent=1), force=args.force)
 
 
 def cmd_explain(args):
@@ -255,9 +266,7 @@ def cmd_benchmark(args):
     from zoo import files
     from zoo.explain.benchmark import BASELINES, benchmark, example_figure, format_table
 
-    for target in (args.json, args.figure):
-        if target:
-            files.check_writable(target, args.force)
+    check_outputs(args, args.json, args.figure)
     models = {spec: load_model(spec) for spec in args.models}
     options = {"attention_map": args.attention_map} if args.attention_map else {}
     rows = benchmark(models, args.data, args.methods, args.max_examples, progress=not args.quiet, **options)
@@ -351,6 +360,7 @@ def build_parser():
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--confusion-matrix", default=None, metavar="PNG", help="write the confusion matrix to this PNG")
     p.add_argument("--json", default=None, help="write every metric to this JSON file")
+    p.add_argument("--force", action="store_true", help="replace an existing --json / --confusion-matrix")
     p.set_defaults(func=cmd_evaluate)
 
     p = add_command(sub, "export", "export to SavedModel or TFLite (uint8 input, logits + attention)")
@@ -374,6 +384,7 @@ def build_parser():
     p.add_argument("--max-examples", type=int, default=1000)
     p.add_argument("--plot", default=None, help="write the accuracy curves to this PNG")
     p.add_argument("--json", default=None, help="write the numbers to this JSON file")
+    p.add_argument("--force", action="store_true", help="replace an existing --json / --plot")
     p.set_defaults(func=cmd_robustness)
 
     from zoo.explain.benchmark import BASELINES

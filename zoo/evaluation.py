@@ -61,9 +61,12 @@ def format_metrics(name, metrics, per_class=False):
     return "\n".join(lines)
 
 
-def save_confusion_matrix(metrics, path):
-    """Draw a multiclass result's confusion matrix (rows: true class, columns: predicted) as a PNG."""
+def save_confusion_matrix(metrics, path, force=False):
+    """Draw a multiclass result's confusion matrix (rows: true class, columns: predicted) as a PNG;
+    an existing `path` is replaced only with `force`."""
     import matplotlib
+
+    from zoo import files
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -85,6 +88,7 @@ def save_confusion_matrix(metrics, path):
                     color="white" if count > matrix.max() / 2 else "black")
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with files.written_file(path, force) as scratch:
+        fig.savefig(scratch, dpi=120)
     plt.close(fig)
     return path

@@ -108,9 +108,12 @@ def format_table(results_by_model):
     return "\n".join(lines)
 
 
-def plot_curves(results_by_model, path):
-    """Accuracy against strength, one panel per attack, one line per model, saved as PNG."""
+def plot_curves(results_by_model, path, force=False):
+    """Accuracy against strength, one panel per attack, one line per model, saved as PNG; an
+    existing `path` is replaced only with `force`."""
     import matplotlib
+
+    from zoo import files
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -127,6 +130,7 @@ def plot_curves(results_by_model, path):
         ax.grid(alpha=0.3)
     axes[0][0].legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with files.written_file(path, force) as scratch:
+        fig.savefig(scratch, dpi=120)
     plt.close(fig)
     return path
