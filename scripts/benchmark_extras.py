@@ -2,7 +2,7 @@
 """Where on a cluttered-MNIST image does a map sit: digit, clutter or empty background?
 
     python scripts/benchmark_extras.py abn_resnet20.cluttered_mnist abn_resnet20.multiply.cluttered_mnist \
-        --data cluttered_mnist60.npz [--method attention] [--max-examples 300]
+        --data cluttered_mnist60.npz [--method attention] [--attention-map attention_2] [--max-examples 300]
 
 Prints, per model, the map's mean (min-max scaled, true class) on the digit's pixels, on clutter
 ink (bright pixels outside the digit mask) and on empty background, and the per-image Pearson
@@ -40,6 +40,8 @@ def main():
     parser.add_argument("models", nargs="+")
     parser.add_argument("--data", required=True)
     parser.add_argument("--method", default="attention")
+    parser.add_argument("--attention-map", default=None, help="which declared map is 'attention' (e.g. LTPA's "
+                                                               "attention_2; default: the model's first)")
     parser.add_argument("--max-examples", type=int, default=300)
     args = parser.parse_args()
     images, labels, boxes, masks = load_ground_truth(args.data, "test", args.max_examples)
@@ -51,8 +53,9 @@ def main():
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name in args.models:
         model = zoo.load(name)
+        options = {"attention_map": args.attention_map} if args.attention_map else {}
         maps = np.concatenate([zoo.explain.explain(model, images[i : i + 50], (args.method,),
-                                                   target=labels[i : i + 50])[args.method]
+                                                   target=labels[i : i + 50], **options)[args.method]
                                for i in range(0, len(images), 50)])
         s = region_statistics(maps, images, masks)
         print(f"| {name} | {s['digit']:.3f} | {s['clutter']:.3f} | {s['background']:.3f} | {s['corr_digit']:+.3f} "

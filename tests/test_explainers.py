@@ -188,9 +188,11 @@ def test_explain_and_benchmark_commands(tiny_model, tmp_path, capsys):
                  "--json", str(tmp_path / "b.json"), "--quiet"]) == 2  # exists: not replaced without --force
     assert (tmp_path / "b.json").read_text() == before
     assert [r["method"] for r in rows] == ["attention", "gradcam", "random", "centre"]
+    assert rows[0]["map"] == zoo.explain.maps.default_map(tiny_model) and "map" not in rows[1]  # which map scored
     centre = rows[-1]
     assert centre["pointing"] == 1.0 and 0 < centre["energy"] < 1  # the centre (7.5, 7.5) is in every box
-    assert "| gradcam |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| gradcam |" in printed and f"| attention ({rows[0]['map']}) |" in printed
     np.savez(tmp_path / "plain.npz", x_test=x, y_test=np.arange(6) % 2)  # no boxes: deletion/insertion only
     assert main(["benchmark", str(tmp_path / "m"), "--data", str(tmp_path / "plain.npz"), "--methods", "gradcam",
                  "--json", str(tmp_path / "d.json"), "--quiet"]) == 0

@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from zoo.explain import metrics as em
+from zoo.explain.maps import default_map
 from zoo.explain.methods import METHODS, explain
 
 BASELINES = ("random", "centre")
@@ -76,6 +77,8 @@ def benchmark(models, data, methods=("attention", "gradcam", "gradcam++", "smoot
         accuracy = top1(model, images, labels, batch_size)
         for method in methods:
             row = {"model": label, "method": method, "accuracy": accuracy}
+            if method == "attention" and default_map(model):  # which declared map was scored
+                row["map"] = options.get("attention_map") or default_map(model)
             start = time.perf_counter()
             try:
                 maps = np.concatenate([method_maps(model, method, images[i : i + batch_size],
@@ -132,7 +135,8 @@ def top1(model, images, labels, batch_size=100):
 def format_row(row):
     """One markdown row of :func:`format_table`."""
     cells = [f"{row[c]:.3f}" if c in row else "-" for c in ("pointing", "energy", "iou", "deletion", "insertion")]
-    return f"| {row['model']} | {row['method']} | " + " | ".join(cells) + " |"
+    method = f"{row['method']} ({row['map']})" if "map" in row else row["method"]
+    return f"| {row['model']} | {method} | " + " | ".join(cells) + " |"
 
 
 def format_table(rows):
