@@ -23,8 +23,10 @@ from zoo.explain.benchmark import load_ground_truth  # noqa: E402
 
 
 def mean_correlation(maps, regions):
-    """Mean over images of the Pearson correlation between each map and a region mask."""
-    return float(np.mean([np.corrcoef(m.ravel(), r.ravel().astype("float32"))[0, 1] for m, r in zip(maps, regions)]))
+    """Mean over images of the Pearson correlation between each map and a region mask; a constant
+    map (e.g. a Grad-CAM whose ReLU zeroed everything) has none and is left out."""
+    varying = [(m, r) for m, r in zip(maps, regions) if m.std() > 0 and r.std() > 0]
+    return float(np.mean([np.corrcoef(m.ravel(), r.ravel().astype("float32"))[0, 1] for m, r in varying]))
 
 
 def region_statistics(maps, images, masks, ink_threshold=127):
@@ -58,6 +60,9 @@ def main():
                                                    target=labels[i : i + 50], **options)[args.method]
                                for i in range(0, len(images), 50)])
         s = region_statistics(maps, images, masks)
+        constant = int((maps.reshape(len(maps), -1).std(axis=1) == 0).sum())
+        if constant:
+            print(f"{name}: {constant} of {len(maps)} maps constant (left out of the correlations)", file=sys.stderr)
         print(f"| {name} | {s['digit']:.3f} | {s['clutter']:.3f} | {s['background']:.3f} | {s['corr_digit']:+.3f} "
               f"| {s['corr_ink']:+.3f} |")
 
