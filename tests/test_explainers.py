@@ -178,6 +178,9 @@ def test_explain_and_benchmark_commands(tiny_model, tmp_path, capsys):
     assert main(["explain", str(tmp_path / "m"), str(tmp_path / "a.png"), "--methods", "attention", "gradcam",
                  "--out", str(tmp_path / "figs")]) == 0
     assert Image.open(tmp_path / "figs" / "a.explain.png").size[0] > 300
+    assert main(["explain", str(tmp_path / "m"), str(tmp_path / "a.png"), "--attention-map", "atention",
+                 "--out", str(tmp_path / "figs")]) == 2  # a declared map by name, with a suggestion
+    assert "Did you mean" in capsys.readouterr().err
     assert main(["benchmark", str(tmp_path / "m"), "--data", str(tmp_path / "gt.npz"), "--methods", "attention",
                  "gradcam", "random", "centre", "--json", str(tmp_path / "b.json"), "--figure", str(tmp_path / "f.png"),
                  "--figure-count", "2", "--quiet"]) == 0

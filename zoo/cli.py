@@ -258,7 +258,8 @@ def cmd_explain(args):
     from zoo.explain.figures import explain_files
 
     model = load_model(args.model)
-    for path in explain_files(model, args.images, args.methods, args.out, target=args.target):
+    options = {"attention_map": args.attention_map} if args.attention_map else {}
+    for path in explain_files(model, args.images, args.methods, args.out, target=args.target, **options):
         print(path)
 
 
@@ -396,6 +397,8 @@ def build_parser():
     p.add_argument("--methods", nargs="+", choices=METHODS, default=["attention", "gradcam", "gradcam++"],
                    help="'attention' needs a model with maps of its own")
     p.add_argument("--target", default=None, help="class or attribute name (default: the predicted one)")
+    p.add_argument("--attention-map", default=None, help="which declared map is 'attention' (default: the model's "
+                                                         "first, e.g. LTPA's attention_1; try attention_2)")
     p.add_argument("--out", default="explanations", help="folder for <image>.explain.png (never the input's folder "
                                                          "unless you name it)")
     p.set_defaults(func=cmd_explain)

@@ -111,10 +111,17 @@ def save_grid_figure(path, rows, column_names, boxes=None, cell_size=1.4, cmap="
     return path
 
 
-def explain_files(model, paths, methods, out_dir, target=None, display_size=(192, 192)):
+def panel_name(method, options):
+    """A figure panel's title: the method, and for ``attention`` the declared map when one was chosen."""
+    chosen = options.get("attention_map") if method == "attention" else None
+    return f"{method} ({chosen})" if chosen else method
+
+
+def explain_files(model, paths, methods, out_dir, target=None, display_size=(192, 192), **options):
     """``zoo explain``: per image file, ``<out_dir>/<stem>.explain.png`` with the image and each
-    method's map (:func:`zoo.explain.methods.explain`), titled with the explained class or
-    attribute and its probability; returns the written paths."""
+    method's map (:func:`zoo.explain.methods.explain`, which takes `options` such as
+    ``attention_map="attention_2"``), titled with the explained class or attribute and its
+    probability; returns the written paths."""
     from pathlib import Path
 
     from zoo import tasks
@@ -124,7 +131,7 @@ def explain_files(model, paths, methods, out_dir, target=None, display_size=(192
     from zoo.prediction import overlay_names
 
     images = np.stack([read_image(p, model_image_size(model)) for p in paths]).astype("float32")
-    maps = explain(model, images, methods, target=target)
+    maps = explain(model, images, methods, target=target, **options)
     logits = model(images, training=False)["logits"]
     probabilities = np.asarray(tasks.task_of(model).probabilities(logits))
     targets = target_indices(model, images, target)
@@ -134,7 +141,7 @@ def explain_files(model, paths, methods, out_dir, target=None, display_size=(192
     for i, (path, name) in enumerate(zip(paths, overlay_names(paths))):
         target_i = targets[i]
         title = f"{Path(path).name}: {names[target_i]} ({probabilities[i, target_i]:.1%})"
-        panels = [(method, maps[method][i]) for method in methods]
+        panels = [(panel_name(method, options), maps[method][i]) for method in methods]
         out = Path(out_dir) / name.replace(".attention.png", ".explain.png")
         written.append(save_map_figure(out, images[i].astype("uint8"), panels, title, display_size,
                                        colorbar_label="relevance (min-max per map)"))
