@@ -254,11 +254,16 @@ def cmd_robustness(args):
         files.write_text(args.json, json.dumps(results, indent=1), force=args.force)
 
 
+def attention_options(args):
+    """``--attention-map`` as the option of :func:`zoo.explain.explain` (none when not given)."""
+    return {"attention_map": args.attention_map} if args.attention_map else {}
+
+
 def cmd_explain(args):
     from zoo.explain.figures import explain_files
 
     model = load_model(args.model)
-    options = {"attention_map": args.attention_map} if args.attention_map else {}
+    options = attention_options(args)
     for path in explain_files(model, args.images, args.methods, args.out, target=args.target, **options):
         print(path)
 
@@ -269,7 +274,7 @@ def cmd_benchmark(args):
 
     check_outputs(args, args.json, args.figure)
     models = {spec: load_model(spec) for spec in args.models}
-    options = {"attention_map": args.attention_map} if args.attention_map else {}
+    options = attention_options(args)
     rows = benchmark(models, args.data, args.methods, args.max_examples, progress=not args.quiet, **options)
     print(format_table(rows))
     for row in rows:

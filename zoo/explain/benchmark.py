@@ -16,7 +16,7 @@ import numpy as np
 
 from zoo.explain import metrics as em
 from zoo.explain.maps import default_map
-from zoo.explain.methods import METHODS, explain
+from zoo.explain.methods import METHODS, explain, method_label
 
 BASELINES = ("random", "centre")
 COLUMNS = {"accuracy": "model top-1 on these images", "pointing": "pointing game (hit rate)",
@@ -75,10 +75,11 @@ def benchmark(models, data, methods=("attention", "gradcam", "gradcam++", "smoot
     rows = []
     for label, model in models.items():
         accuracy = top1(model, images, labels, batch_size)
+        scored_map = default_map(model) and (options.get("attention_map") or default_map(model))
         for method in methods:
             row = {"model": label, "method": method, "accuracy": accuracy}
-            if method == "attention" and default_map(model):  # which declared map was scored
-                row["map"] = options.get("attention_map") or default_map(model)
+            if method == "attention" and scored_map:  # which declared map was scored
+                row["map"] = scored_map
             start = time.perf_counter()
             try:
                 maps = np.concatenate([method_maps(model, method, images[i : i + batch_size],
@@ -135,8 +136,7 @@ def top1(model, images, labels, batch_size=100):
 def format_row(row):
     """One markdown row of :func:`format_table`."""
     cells = [f"{row[c]:.3f}" if c in row else "-" for c in ("pointing", "energy", "iou", "deletion", "insertion")]
-    method = f"{row['method']} ({row['map']})" if "map" in row else row["method"]
-    return f"| {row['model']} | {method} | " + " | ".join(cells) + " |"
+    return f"| {row['model']} | {method_label(row['method'], row.get('map'))} | " + " | ".join(cells) + " |"
 
 
 def format_table(rows):

@@ -111,12 +111,6 @@ def save_grid_figure(path, rows, column_names, boxes=None, cell_size=1.4, cmap="
     return path
 
 
-def panel_name(method, options):
-    """A figure panel's title: the method, and for ``attention`` the declared map when one was chosen."""
-    chosen = options.get("attention_map") if method == "attention" else None
-    return f"{method} ({chosen})" if chosen else method
-
-
 def explain_files(model, paths, methods, out_dir, target=None, display_size=(192, 192), **options):
     """``zoo explain``: per image file, ``<out_dir>/<stem>.explain.png`` with the image and each
     method's map (:func:`zoo.explain.methods.explain`, which takes `options` such as
@@ -126,7 +120,7 @@ def explain_files(model, paths, methods, out_dir, target=None, display_size=(192
 
     from zoo import tasks
     from zoo.data.images import read_image
-    from zoo.explain.methods import explain, target_indices
+    from zoo.explain.methods import explain, method_label, target_indices
     from zoo.hub import model_image_size
     from zoo.prediction import overlay_names
 
@@ -141,7 +135,7 @@ def explain_files(model, paths, methods, out_dir, target=None, display_size=(192
     for i, (path, name) in enumerate(zip(paths, overlay_names(paths))):
         target_i = targets[i]
         title = f"{Path(path).name}: {names[target_i]} ({probabilities[i, target_i]:.1%})"
-        panels = [(panel_name(method, options), maps[method][i]) for method in methods]
+        panels = [(method_label(method, options.get("attention_map")), maps[method][i]) for method in methods]
         out = Path(out_dir) / name.replace(".attention.png", ".explain.png")
         written.append(save_map_figure(out, images[i].astype("uint8"), panels, title, display_size,
                                        colorbar_label="relevance (min-max per map)"))

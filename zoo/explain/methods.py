@@ -32,6 +32,11 @@ from zoo.training import autodiff
 METHODS = ("attention", "gradcam", "gradcam++", "smoothgrad", "integrated_gradients", "occlusion")
 
 
+def method_label(method, attention_map=None):
+    """How tables and figures name a method: ``attention (attention_2)`` when a declared map is named."""
+    return f"{method} ({attention_map})" if method == "attention" and attention_map else method
+
+
 def gradcam_from(features, gradient):
     """Grad-CAM of feature maps (B, h, w, C) and ``dS/dfeatures``: (B, h, w), differentiable."""
     weights = ops.mean(gradient, axis=(1, 2), keepdims=True)  # alpha_k (Eq. 1)
