@@ -75,7 +75,7 @@ def test_weight_decay_is_the_same_with_float16_loss_scaling(toy_source, precisio
     np.testing.assert_allclose(with_decay - without, -0.1 * 0.5 * w0, atol=2e-4 if precision else 1e-6)
 
 
-def test_fit_stops_at_max_steps_inside_an_epoch(toy_source):
+def test_fit_stops_at_max_steps_inside_an_epoch(toy_source, monkeypatch):
     """Before: max_steps=6 ran 8 steps (whole epochs)."""
     trainer_steps = {}
 
@@ -84,13 +84,8 @@ def test_fit_stops_at_max_steps_inside_an_epoch(toy_source):
             trainer_steps["n"] = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
     config = config_for(epochs=5, max_steps=6)
-    original = zfit.StopAtStep.on_train_end if hasattr(zfit.StopAtStep, "on_train_end") else None
-    zfit.StopAtStep.on_train_end = Count.on_train_end
-    try:
-        zfit.fit("abn_resnet20", toy_source, config, build_kwargs=BUILD)
-    finally:
-        if original is None:
-            del zfit.StopAtStep.on_train_end
+    monkeypatch.setattr(zfit.StopAtStep, "on_train_end", Count.on_train_end, raising=False)  # undone after the test
+    zfit.fit("abn_resnet20", toy_source, config, build_kwargs=BUILD)
     assert trainer_steps["n"] == 6
 
 
@@ -214,15 +209,29 @@ def test_the_feature_gradient_hook_under_jax():
 
 
 def test_grad_cam_in_training_through_batch_norm_of_an_abn():
-    """The real use: Grad-CAM of ABN's last stage (BatchNorm inside the head) in a loop step."""
-    registry.register_model("test_abn_gradcam", "test", zoo.get_spec("abn_resnet20").builder,
-                            lambda y, out, task, **kw: ops.mean(ops.square(out["tap_gradient"]), axis=(1, 2, 3))
-                            + zoo.get_spec("abn_resnet20").loss(y, out, task, **kw),
-                            zoo.get_spec("abn_resnet20").feature_info, feature_gradient="gradcam", depth=8,
-                            num_classes=2, input_shape=(16, 16, 3), width=4)
+    """The real use: Grad-CAM of ABN's last stage (BatchNorm inside the head) in a loop step: the
+    penalty on the Grad-CAM gradient is in the loss and its own gradient moves the trunk."""
+    abn = zoo.get_spec("abn_resnet20")
+    scale = 1e4  # the penalty is small on a fresh tiny net: scaled so that its update is visible
+
+    def penalised(y, out, task, **kw):
+        return scale * ops.mean(ops.square(out["tap_gradient"]), axis=(1, 2, 3)) + abn.loss(y, out, task, **kw)
+
+    defaults = {"depth": 8, "num_classes": 2, "input_shape": (16, 16, 3), "width": 4}
+    registry.register_model("test_abn_gradcam", "test", abn.builder, penalised, abn.feature_info,
+                            feature_gradient="gradcam", **defaults)
+    registry.register_model("test_abn_plain", "test", abn.builder, abn.loss, abn.feature_info, **defaults)
     try:
         images, labels = toy_images(32, size=16)
-        history = Trainer("test_abn_gradcam", ArraySource(images, labels), config_for(max_steps=2)).fit()
-        assert np.isfinite(history[-1]["train_loss"])
+        runs = {}
+        for name in ("test_abn_gradcam", "test_abn_plain"):
+            trainer = Trainer(name, ArraySource(images, labels), config_for(max_steps=2))
+            history = trainer.fit()
+            runs[name] = (history[-1], trainer.model.get_layer("stem_conv").get_weights()[0])
+        (penalised_record, penalised_stem), (plain_record, plain_stem) = runs.values()
+        assert np.isfinite(penalised_record["train_loss"]) and np.isfinite(penalised_stem).all()
+        assert penalised_record["train_loss"] > plain_record["train_loss"]  # the penalty is part of the loss
+        assert np.abs(penalised_stem - plain_stem).max() > 1e-4  # and its gradient reached the trunk
     finally:
         registry.unregister_model("test_abn_gradcam")
+        registry.unregister_model("test_abn_plain")

@@ -1,5 +1,6 @@
 """The uniform attention-map API, overlays and predictions."""
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -26,13 +27,17 @@ def test_overlay_blends_a_heatmap():
     np.testing.assert_array_equal(explain.overlay(image + 7, np.ones((4, 4)), alpha=0.0), image + 7)
 
 
-def test_predict_returns_top_k_with_class_names_and_maps(tiny_model):
-    tiny_model.zoo_config["class_names"] = ["red", "blue"]
-    results = zoo.predict(tiny_model, np.zeros((3, 16, 16, 3), "uint8"), top_k=2)
+def test_predict_returns_top_k_with_class_names_and_maps():
+    model = zoo.build("abn_resnet20", num_classes=5, input_shape=(16, 16, 3), depth=8, width=4)
+    model.zoo_config["class_names"] = ["red", "blue", "green", "cyan", "pink"]
+    images = np.random.default_rng(0).integers(0, 255, (3, 16, 16, 3)).astype("uint8")
+    results = zoo.predict(model, images, top_k=2)
+    probabilities = np.asarray(keras.ops.softmax(model(images.astype("float32"))["logits"]))
     assert len(results) == 3
-    names = [n for n, _ in results[0]["top_k"]]
-    assert sorted(names) == ["blue", "red"]
-    assert sum(p for _, p in results[0]["top_k"]) == pytest.approx(1.0, abs=1e-5)
+    for result, probs in zip(results, probabilities):
+        best = np.argsort(-probs)[:2]
+        assert [n for n, _ in result["top_k"]] == [model.zoo_config["class_names"][i] for i in best]
+        np.testing.assert_allclose([p for _, p in result["top_k"]], probs[best], rtol=1e-5)
     assert results[0]["attention"]["attention"].shape == (16, 16)
 
 

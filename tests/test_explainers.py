@@ -66,6 +66,16 @@ def test_gradcam_from_matches_eq_1_2_and_is_differentiable():
     gradient = rng.normal(size=(2, 3, 3, 4)).astype("float32")
     want = np.maximum((gradient.mean(axis=(1, 2), keepdims=True) * features).sum(-1), 0)
     np.testing.assert_allclose(np.asarray(methods.gradcam_from(features, gradient)), want, rtol=1e-5)
+    # differentiable: d(sum cam)/d(features) = w_k where the map is positive, 0 where ReLU cut it
+    import tensorflow as tf
+
+    f = tf.Variable(features)
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(methods.gradcam_from(f, tf.constant(gradient)))
+    grad = tape.gradient(total, f).numpy()
+    weights = gradient.mean(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(grad, np.where(want[..., None] > 0, weights, 0.0) * np.ones_like(features),
+                               rtol=1e-5, atol=1e-7)
 
 
 def test_explain_refuses_unknown_methods_and_targets(region_model):
@@ -119,7 +129,12 @@ def test_deletion_auc_of_a_perfect_map_beats_a_random_one(region_model):
 
 def test_blur_and_baselines():
     flat = np.full((1, 9, 9, 3), 7.0, "float32")
-    np.testing.assert_allclose(em.blur(flat), flat, rtol=1e-6)
+    np.testing.assert_allclose(em.blur(flat), flat, rtol=1e-6)  # a constant image stays as it is
+    spike = np.zeros((1, 21, 21, 1), "float32")
+    spike[0, 10, 10] = 1.0
+    blurred = em.blur(spike, radius=2, passes=1)[0, ..., 0]  # one 5x5 box pass: 1/25 on the 5x5 square
+    np.testing.assert_allclose(blurred[8:13, 8:13], np.full((5, 5), 1 / 25), rtol=1e-5)
+    assert blurred.sum() == pytest.approx(1.0, rel=1e-5) and blurred[7].max() == 0  # mass kept, spread 2 px
     prior = em.centre_prior(2, (9, 9))
     assert prior.shape == (2, 9, 9) and prior[0].argmax() == 40
     assert em.random_maps(1, (4, 4), seed=1).std() > 0

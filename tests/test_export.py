@@ -71,3 +71,39 @@ def test_bad_arguments(trained_like, tmp_path):
     with pytest.raises(ValueError, match="tflite only"):
         export.export(model, tmp_path / "x", "saved_model", "float16")
     assert list(tmp_path.iterdir()) == []
+
+
+# one architecture of every family and backbone, small, exported through the command line
+EXPORTED = {
+    "abn_resnet20": {"input_shape": (16, 16, 3), "depth": 8, "width": 4},
+    "abn_multitask_faceresnet20": {"num_classes": 3, "width": 4},
+    "multichannel_faceresnet20": {"num_classes": 3, "width": 4, "hidden": 2},
+    "plain_faceresnet20": {"num_classes": 3, "width": 4},
+    "ltpa_vgg_att3": {"width": 0.125},
+    "ltpa_vgg16": {"width": 0.125},
+    "abn_resnet50": {"input_shape": (32, 32, 3)},  # keras.applications ResNet50 backbone
+}
+
+
+@pytest.mark.parametrize("arch", list(EXPORTED))
+def test_every_family_exports_through_the_cli(arch, tmp_path):
+    import zoo
+    from zoo.cli import main
+
+    model = zoo.build(arch, **{"num_classes": 3, **EXPORTED[arch]})
+    names = [f"label{i}" for i in range(model.output["logits"].shape[-1])]
+    zoo.save_model(model, tmp_path / "model", class_names=names)
+    size = model.input.shape[1:3]
+    images = np.random.default_rng(1).integers(0, 256, (2, *size, 3)).astype("uint8")
+    expected = {k: np.asarray(v) for k, v in model(images.astype("float32"), training=False).items()}
+    assert main(["export", str(tmp_path / "model"), "--format", "tflite", "--output", str(tmp_path / "m.tflite")]) == 0
+    out = export.tflite_runner(tmp_path / "m.tflite")(image=images)
+    assert export.read_labels(tmp_path / "m.tflite") == names
+    assert main(["export", str(tmp_path / "model"), "--output", str(tmp_path / "sm")]) == 0
+    loaded = tf.saved_model.load(str(tmp_path / "sm"))  # keep a reference: its variables die with it
+    served = loaded.serve(tf.constant(images))
+    assert set(served) == set(expected) | {"probabilities"} and set(out) == set(served)
+    for key, value in expected.items():
+        scale = max(1.0, np.abs(value).max())
+        np.testing.assert_allclose(out[key], value, atol=1e-3 * scale, err_msg=f"{arch} tflite {key}")
+        np.testing.assert_allclose(served[key], value, atol=1e-4 * scale, err_msg=f"{arch} saved_model {key}")

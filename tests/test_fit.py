@@ -31,14 +31,22 @@ def test_array_batches_shuffle_augment_and_keep_evaluation_order():
 def test_fit_learns_and_resumes(tmp_path):
     images, labels = toy_images(64)
     config = TrainConfig(epochs=4, batch_size=16, lr=0.1, progress=False, checkpoint_dir=str(tmp_path / "ck"),
-                         checkpoint_every=2)
+                         checkpoint_every=2, max_steps=8)  # stopped after 2 of 4 epochs, as if interrupted
+    build = {"input_shape": (16, 16, 3), **TINY}
+    _, first = zfit.fit("abn_resnet20", (images, labels), config, test_data=(images, labels), build_kwargs=build)
+    assert len(first["loss"]) == 2
+    config.max_steps = None
     model, history = zfit.fit("abn_resnet20", (images, labels), config, test_data=(images, labels),
-                              build_kwargs={"input_shape": (16, 16, 3), **TINY}, output_dir=tmp_path / "out")
-    assert history["loss"][-1] < history["loss"][0] and history["accuracy"][-1] >= 0.9
+                              build_kwargs=build, output_dir=tmp_path / "out", resume=True)
+    assert len(history["loss"]) == 2  # only epochs 3 and 4 ran: it resumed, not restarted
+    saved = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert saved["step"] == 16  # 4 epochs x 4 steps in all
+    assert first["loss"][0] > history["loss"][-1] and history["accuracy"][-1] >= 0.9
     assert "val_accuracy" in history and (tmp_path / "out" / "model.weights.h5").exists()
     log = (tmp_path / "ck" / "log.csv").read_text()
-    assert log.count("\n") == 5 and "epoch_seconds" in log.splitlines()[0]
-    assert len(history["epoch_seconds"]) == 4 and min(history["epoch_seconds"]) > 0
+    assert log.count("\n") == 5 and "epoch_seconds" in log.splitlines()[0]  # header + 4 epochs across both runs
+    assert [int(line.split(",")[0]) for line in log.splitlines()[1:]] == [0, 1, 2, 3]
+    assert len(history["epoch_seconds"]) == 2 and min(history["epoch_seconds"]) > 0
     with pytest.raises(FileExistsError, match="resume"):
         zfit.fit("abn_resnet20", (images, labels), config, build_kwargs={"input_shape": (16, 16, 3), **TINY})
 

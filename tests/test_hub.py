@@ -39,7 +39,7 @@ def test_failed_save_leaves_the_previous_model_intact(tiny_model, tmp_path, monk
 
     monkeypatch.setattr(type(tiny_model), "save_weights", broken)
     with pytest.raises(OSError, match="disk full"):
-        hub.save_model(tiny_model, tmp_path / "m")
+        hub.save_model(tiny_model, tmp_path / "m", force=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert zoo.load(str(tmp_path / "m")).zoo_config["class_names"] == ["a", "b"]
 

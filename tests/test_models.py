@@ -138,7 +138,8 @@ def test_model_code_is_backend_agnostic():
 
 
 @pytest.mark.parametrize("backend,arch", [("jax", "abn_resnet20"), ("jax", "abn_multitask_faceresnet20"),
-                                          ("jax", "multichannel_faceresnet20")])
+                                          ("jax", "multichannel_faceresnet20"), ("jax", "plain_faceresnet20"),
+                                          ("jax", "ltpa_vgg_att3"), ("jax", "ltpa_vgg16")])
 def test_same_weights_same_outputs_on_another_backend(backend, arch, tiny_model, tmp_path):
     """A model saved under TensorFlow loads and runs under JAX with TensorFlow unimportable."""
     import importlib.util
@@ -151,7 +152,9 @@ def test_same_weights_same_outputs_on_another_backend(backend, arch, tiny_model,
 
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed")
-    if arch != "abn_resnet20":
+    if arch.startswith("ltpa"):  # LTPA's shipped weights were trained under JAX
+        tiny_model = zoo.build(arch, num_classes=3, width=0.125)
+    elif arch != "abn_resnet20":
         from tests.test_attributes import tiny
 
         tiny_model = tiny(arch)
@@ -172,6 +175,69 @@ def test_same_weights_same_outputs_on_another_backend(backend, arch, tiny_model,
     for key, value in tiny_model(images, training=False).items():
         np.testing.assert_allclose(other[key], value, rtol=1e-4, atol=1e-4, err_msg=key)
     maps = zoo.attention_maps(tiny_model, images)
-    assert maps and {f"map_{k}" for k in maps} == {k for k in other.files if k.startswith("map_")}
+    assert bool(maps) == bool(zoo.feature_info(tiny_model).maps)  # the baselines have no maps of their own
+    assert {f"map_{k}" for k in maps} == {k for k in other.files if k.startswith("map_")}
     for key, value in maps.items():
         np.testing.assert_allclose(other[f"map_{key}"], value, atol=1e-4, err_msg=key)
+
+
+DECLARED = {  # one architecture per family and backbone, small
+    "abn_resnet20": {"width": 4},
+    "abn_resnet50": {"input_shape": (64, 64, 3)},
+    "abn_multitask_faceresnet20": {"width": 4},
+    "multichannel_faceresnet20": {"width": 4, "hidden": 2},
+    "plain_faceresnet20": {"width": 4},
+    "ltpa_vgg_att3": {"width": 0.125},
+    "ltpa_vgg16": {"width": 0.125},
+}
+
+
+@pytest.mark.parametrize("arch", list(DECLARED))
+def test_declared_taps_and_heads_mean_what_they_say(arch):
+    """Values, not names: the heads are exactly the layers whose weights depend on the number of
+    classes; the prediction depends on the Grad-CAM layer; the inner layer is at least as fine;
+    each map's values follow its declared kind."""
+    from zoo.explain import methods
+
+    three, five = (zoo.build(arch, num_classes=k, **DECLARED[arch]) for k in (3, 5))
+    info = zoo.feature_info(three)
+    changed = {layer.name for layer in three.layers
+               if [w.shape for w in layer.weights] != [w.shape for w in five.get_layer(layer.name).weights]}
+    assert changed == set(info.heads), arch
+    assert not [h for h in info.heads if h.startswith(info.feature_layers)], arch  # frozen parts are no heads
+
+    size = three.input.shape[1:3]
+    images = np.random.default_rng(0).uniform(0, 255, (2, *size, 3)).astype("float32")
+    features, gradient = methods.layer_gradient(three, images, np.array([0, 1]), info.gradcam_layer)
+    assert len(features.shape) == 4 and float(np.abs(np.asarray(gradient)).max()) > 0, arch
+    if info.inner_layer is not None:
+        inner, inner_gradient = methods.layer_gradient(three, images, np.array([0, 1]), info.inner_layer)
+        assert len(inner.shape) == 4 and inner.shape[1] >= features.shape[1], arch
+        assert float(np.abs(np.asarray(inner_gradient)).max()) > 0, arch
+    outputs = {k: np.asarray(v) for k, v in three(images, training=False).items()}
+    for tap in info.maps:
+        value = outputs[tap.output]
+        if tap.kind == "sigmoid":
+            assert value.shape[-1] == 1 and 0 <= value.min() and value.max() <= 1, tap
+        elif tap.kind == "softmax_space":
+            np.testing.assert_allclose(value.sum(axis=(1, 2, 3)), 1.0, rtol=1e-4, err_msg=tap.output)
+        elif tap.kind == "per_attribute":
+            assert value.ndim == 4 and value.shape[-1] == 3, tap
+        elif tap.kind == "per_channel":
+            assert value.ndim == 5 and value.shape[-1] == 3, tap
+        else:
+            assert tap.kind == "scores" and value.ndim == 4, tap
+
+
+@pytest.mark.parametrize("name, shapes", [
+    ("plain_faceresnet20.celeba64", {"logits": (2, 40)}),
+    ("abn_multitask_faceresnet20.celeba64", {"logits": (2, 40), "attention_logits": (2, 40),
+                                             "attention": (2, 8, 8, 40)}),
+    ("multichannel_faceresnet20.celeba64", {"logits": (2, 40), "attention": (2, 4, 4, 64, 40),
+                                            "attention_spatial": (2, 4, 4, 40), "channel_importance": (2, 64, 40)}),
+])
+def test_the_pretrained_face_models_output_what_the_readme_says(name, shapes):
+    model = zoo.load(name)
+    outputs = model(np.zeros((2, 64, 64, 3), "float32"), training=False)
+    assert {k: tuple(v.shape) for k, v in outputs.items()} == shapes
+    assert len(model.zoo_config["class_names"]) == 40 and "Smiling" in model.zoo_config["class_names"]

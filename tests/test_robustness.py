@@ -27,10 +27,17 @@ def test_attacks_respect_the_budget_and_pixel_range(trained_toy):
     model, source = trained_toy
     x = tf.constant(source.images[:8].astype("float32"))
     y = tf.constant(source.labels[:8])
+    def loss(images):
+        logits = model(images, training=False)["logits"]
+        return float(tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)))
+
     for attack in ("fgsm", "pgd"):
         adv = zr.perturb(model, attack, x, y, 4.0, pgd_steps=3, seed=0)
-        assert float(tf.reduce_max(tf.abs(adv - x))) <= 4.0 + 1e-4
+        change = tf.abs(adv - x)
+        assert float(tf.reduce_max(change)) <= 4.0 + 1e-4
         assert float(tf.reduce_min(adv)) >= 0 and float(tf.reduce_max(adv)) <= 255
+        assert float(tf.reduce_max(change)) >= 4.0 - 1e-3  # it uses the budget (an identity "attack" fails)
+        assert loss(adv) > 1.5 * loss(x), attack  # and it raises the loss it attacks
     np.testing.assert_array_equal(zr.perturb(model, "fgsm", x, y, 0.0, 3, 0), x)
 
 

@@ -117,7 +117,7 @@ def test_export_never_overwrites_without_force_and_leaves_no_scratch(tmp_path):
     with pytest.raises(FileExistsError, match="--force"):
         export.export(model, notes, "tflite")
     assert notes.read_text() == "my notes"
-    with pytest.raises(IsADirectoryError, match="folder"):
+    with pytest.raises(FileExistsError, match="is a folder"):
         export.export(model, tmp_path, "tflite")
     stale = tmp_path / ".m.tflite.partial-999999999-abc"  # left by a killed export (no such process)
     stale.mkdir()

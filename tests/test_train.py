@@ -188,5 +188,17 @@ def test_multi_worker_mirrored_strategy_two_local_workers():
 def test_training_with_mixup_and_cutmix_targets(toy_source):
     from zoo.data import AugmentConfig
 
-    trainer = make_trainer(toy_source, max_steps=2, augment=AugmentConfig(mixup_alpha=0.4, cutmix=True))
-    assert np.isfinite(trainer.fit()[-1]["train_loss"])
+    mixed = make_trainer(toy_source, max_steps=2, augment=AugmentConfig(mixup_alpha=0.4, cutmix=True))
+    seen = []
+    step_loss = mixed.core.per_example_loss
+
+    def recording(labels, outputs, step):  # what the loss was given (traced once: symbolic shapes)
+        seen.append(labels)
+        return step_loss(labels, outputs, step)
+
+    mixed.core.per_example_loss = recording
+    mixed._train_step = mixed._make_train_step()
+    record = mixed.fit()[-1]
+    plain = make_trainer(toy_source, max_steps=2).fit()[-1]
+    assert np.isfinite(record["train_loss"]) and record["train_loss"] != pytest.approx(plain["train_loss"])
+    assert seen and seen[0].shape[-1] == 2 and len(seen[0].shape) == 2  # soft (mixed) targets, not class indices

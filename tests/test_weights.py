@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import zoo
-from tests.conftest import CIFAR_JPEG, needs_cifar
+from tests.conftest import CIFAR_JPEG, SHARED_DATASETS, needs_cifar
 from zoo import weights
 from zoo.weights import WeightsError
 
@@ -175,3 +175,57 @@ def test_shipped_cifar_weights_match_their_card_on_the_first_1000_test_images(na
     subset = (test.images[:1000], test.labels[:1000])
     top1 = evaluate(zoo.load(name), subset, progress=False)["top1"]
     assert abs(top1 - weights.manifest_entry(name)["card"]["accuracy"]["test_top1"]) < 0.05, top1
+
+
+MNIST_NPZ = SHARED_DATASETS / "mnist.npz"
+CELEBA_NPZ = SHARED_DATASETS / "celeba-subset-64.npz"
+MANIFEST = json.loads((Path(__file__).parent.parent / "weights" / "manifest.json").read_text())
+
+
+@pytest.mark.skipif(not MNIST_NPZ.exists(), reason="../shared/datasets/mnist.npz is absent")
+@pytest.mark.parametrize("name", [n for n, e in MANIFEST.items() if e["card"]["dataset"].startswith("Cluttered")])
+def test_shipped_cluttered_mnist_weights_match_their_card(name):
+    """The card's top-1 was measured on the 2,000 generated test images (deterministic from MNIST):
+    the same images must give the same number (one image is 0.05 points)."""
+    from zoo.data import cluttered
+    from zoo.evaluation import evaluate
+
+    card = weights.manifest_entry(name)["card"]["accuracy"]
+    test = cluttered.cluttered_mnist(*cluttered.load_mnist(str(MNIST_NPZ))["test"], card["num_examples"],
+                                     split="test")
+    top1 = evaluate(zoo.load(name), (test["x"], test["y"]), progress=False)["top1"]
+    assert abs(top1 - card["test_top1"]) <= 0.0015, top1
+
+
+@pytest.mark.skipif(not CELEBA_NPZ.exists(), reason="../shared/datasets/celeba-subset-64.npz is absent")
+@pytest.mark.parametrize("name", [n for n, e in MANIFEST.items() if e["card"]["dataset"].startswith("CelebA")])
+def test_shipped_celeba_weights_match_their_card(name):
+    """The card's mean attribute accuracy and AUC were measured on the 870 test faces (id % 5 == 0)."""
+    from zoo.evaluation import evaluate
+
+    card = weights.manifest_entry(name)["card"]["accuracy"]
+    metrics = evaluate(zoo.load(name), str(CELEBA_NPZ), progress=False, split="test")
+    assert metrics["num_examples"] == card["num_examples"] == 870
+    assert abs(metrics["mean_accuracy"] - card["test_mean_accuracy"]) <= 0.0006, metrics["mean_accuracy"]
+    assert abs(metrics["mean_auc"] - card["test_mean_auc"]) <= 0.001, metrics["mean_auc"]
+    assert metrics["majority_baseline"] == pytest.approx(card["test_majority_baseline"], abs=1e-4)
+
+
+def test_every_shipped_model_takes_input_gradients_and_an_attack_step_without_crashing():
+    """Before: on a CPU with AVX512-BF16, SmoothGrad, Integrated Gradients and FGSM killed the
+    process (segfault / abort in oneDNN's Conv2DBackpropFilter) on the width-8 cluttered-MNIST ABN
+    models, and no test took an input gradient of a shipped model at its real size."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    result = subprocess.run([sys.executable, "-m", "tests.helpers.input_gradients"], cwd=REPO, capture_output=True,
+                            text=True, timeout=600)
+    started = [line.split(" ", 1)[1] for line in result.stdout.splitlines() if line.startswith("start ")]
+    assert result.returncode == 0, f"exit {result.returncode} during {started[-1:]}: {result.stderr[-1500:]}"
+    done = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [d["done"] for d in done] == weights.pretrained_names() == started
+    for record in done:
+        assert record["gradient"] > 0 and record["smoothgrad"] > 0, record
+        assert abs(record["fgsm_moved"] - 2.0) < 1e-3, record

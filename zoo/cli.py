@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no oneDNN / cpu-feature banners before every command
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no TensorFlow info logs (see import_tensorflow_quietly)
 
 DEFAULT_MODEL = "abn_resnet20.cifar10"
 
@@ -18,11 +18,39 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """--help shows every option's default."""
 
 
+def number(kind, low=None, high=None, low_open=False, high_open=False):
+    """An argparse type: `kind` (int or float) in [low, high] (open ends where asked), so a bad
+    value is refused where it is parsed, with the range in the message."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        too_low = low is not None and (value <= low if low_open else value < low)
+        too_high = high is not None and (value >= high if high_open else value > high)
+        if too_low or too_high or value != value:
+            left, right = ("(" if low_open else "[") + ("-inf" if low is None else f"{low:g}"), (
+                "inf" if high is None else f"{high:g}") + (")" if high_open else "]")
+            raise argparse.ArgumentTypeError(f"{text} is out of range: expected a value in {left}, {right}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+POSITIVE_INT = number(int, 1)
+NON_NEGATIVE_INT = number(int, 0)
+POSITIVE = number(float, 0, low_open=True)
+NON_NEGATIVE = number(float, 0)
+UNIT_INTERVAL = number(float, 0, 1)
+BELOW_ONE = number(float, 0, 1, high_open=True)
+
+
 def add_data_args(parser, required=True):
     parser.add_argument("--data", required=required,
                         help="image folder (one sub-folder per class, or an attributes.csv; optionally inside "
                              "train/ and test/), .npz file, or tensorflow-datasets name (tfds:cifar10)")
-    parser.add_argument("--split", default=None, help="split of --data to use (default: train for training, "
+    parser.add_argument("--split", default=None, help="split of --data to use (None: train for training, "
                                                       "test for evaluation)")
 
 
@@ -37,34 +65,46 @@ def add_train_args(parser):
     parser.add_argument("--test-split", default="test",
                         help="split of --data evaluated after each epoch ('' for none; skipped with a note when the "
                              "data has no such split)")
-    parser.add_argument("--epochs", type=int, default=d.epochs)
-    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size")
-    parser.add_argument("--lr", type=float, default=d.lr)
-    parser.add_argument("--momentum", type=float, default=d.momentum)
-    parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    parser.add_argument("--schedule", choices=["cosine", "step"], default=d.schedule)
-    parser.add_argument("--milestones", type=int, nargs="*", default=list(d.milestones), help="epochs (step schedule)")
-    parser.add_argument("--gamma", type=float, default=d.gamma)
-    parser.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
-    parser.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    parser.add_argument("--mixed-precision", choices=["bfloat16", "float16"], default=None)
-    parser.add_argument("--crop-padding", type=int, default=4, help="random crop after padding by this many pixels "
-                                                                    "(0: no cropping)")
+    parser.add_argument("--epochs", type=POSITIVE_INT, default=d.epochs, help="epochs to train")
+    parser.add_argument("--batch-size", type=POSITIVE_INT, default=d.batch_size, help="global batch size")
+    parser.add_argument("--lr", type=POSITIVE, default=d.lr, help="peak learning rate (SGD)")
+    parser.add_argument("--momentum", type=BELOW_ONE, default=d.momentum, help="SGD momentum")
+    parser.add_argument("--weight-decay", type=NON_NEGATIVE, default=d.weight_decay, help="L2 weight decay")
+    parser.add_argument("--schedule", choices=["cosine", "step"], default=d.schedule, help="learning-rate schedule")
+    parser.add_argument("--milestones", type=POSITIVE_INT, nargs="*", default=list(d.milestones),
+                        help="epochs at which the step schedule multiplies the rate by --gamma")
+    parser.add_argument("--gamma", type=number(float, 0, 1, low_open=True), default=d.gamma,
+                        help="factor of the step schedule")
+    parser.add_argument("--warmup-epochs", type=NON_NEGATIVE, default=d.warmup_epochs,
+                        help="linear warm-up (cosine schedule only)")
+    parser.add_argument("--label-smoothing", type=BELOW_ONE, default=d.label_smoothing, help="label smoothing")
+    parser.add_argument("--mixed-precision", choices=["bfloat16", "float16"], default=None,
+                        help="compute precision (None: float32)")
+    parser.add_argument("--crop-padding", type=NON_NEGATIVE_INT, default=4,
+                        help="random crop after padding by this many pixels (0: no cropping)")
     parser.add_argument("--no-flip", action="store_true",
                         help="no random horizontal flips (text, digits, handwriting: anything not mirror-symmetric)")
-    parser.add_argument("--rand-augment", action="store_true")
-    parser.add_argument("--mixup", type=float, default=0.0, help="MixUp alpha (0: off)")
-    parser.add_argument("--cutmix", action="store_true")
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--strategy", choices=["default", "mirrored", "multi-worker"], default="default")
-    parser.add_argument("--checkpoint-dir", default=None)
-    parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps")
-    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    parser.add_argument("--rand-augment", action="store_true", help="RandAugment (Keras layer)")
+    parser.add_argument("--mixup", type=NON_NEGATIVE, default=0.0, help="MixUp alpha (0: off)")
+    parser.add_argument("--cutmix", action="store_true", help="CutMix")
+    parser.add_argument("--seed", type=NON_NEGATIVE_INT, default=d.seed, help="random seed (data order, augmentation, "
+                                                                             "initialisation)")
+    parser.add_argument("--strategy", choices=["default", "mirrored", "multi-worker"], default="default",
+                        help="tf.distribute strategy (loop engine)")
+    parser.add_argument("--checkpoint-dir", default=None, help="folder for checkpoints (None: no checkpoints)")
+    parser.add_argument("--checkpoint-every", type=POSITIVE_INT, default=d.checkpoint_every,
+                        help="steps between checkpoints")
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of "
+                                                              "--checkpoint-dir (same recipe, model and data)")
     parser.add_argument("--log-dir", default=None, help="TensorBoard log directory")
-    parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument("--max-steps", type=POSITIVE_INT, default=None, help="stop after this many steps (None: all "
+                                                                              "epochs)")
     parser.add_argument("--deterministic", action="store_true", help="deterministic TF ops (exact resume checks)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
-    parser.add_argument("--output", required=True, help="directory to save the trained model (zoo.load-able)")
+    parser.add_argument("--output", required=True, help="directory to save the trained model (zoo.load-able); "
+                                                        "checked before training")
+    parser.add_argument("--force", action="store_true", help="replace an existing model in --output (a folder "
+                                                             "holding anything else is never replaced)")
 
 
 def train_config_from_args(args):
@@ -149,10 +189,13 @@ def open_splits(args, image_size):
 def cmd_train(args):
     import keras
 
+    from zoo.hub import check_model_output
     from zoo.training import setup
 
+    check_model_output(args.output, args.force)  # before any work
     engine = args.engine or ("loop" if keras.backend.backend() == "tensorflow" else "fit")
     config = train_config_from_args(args)
+    setup.check_config(config, args.resume)
     setup.check_engine_options(engine, config, args.strategy)
     train_source, test_source, val_source = open_splits(args, tuple(args.image_size))
     build_kwargs = {"input_shape": (*args.image_size, 3), **parse_model_args(args.model_arg)}
@@ -161,27 +204,33 @@ def cmd_train(args):
     if engine == "fit":  # any Keras backend (JAX on GPU machines without TensorFlow)
         from zoo.training import fit as zfit
 
-        zfit.fit(args.model, train_source, config, test_source, build_kwargs, args.output, args.resume, val_source)
+        zfit.fit(args.model, train_source, config, test_source, build_kwargs, args.output, args.resume, val_source,
+                 force=args.force)
     else:
         from zoo.training import loop as ztrain
 
         ztrain.train(args.model, train_source, config, test_source, make_strategy(args.strategy),
-                     resume=args.resume, output_dir=args.output, build_kwargs=build_kwargs, val_data=val_source)
+                     resume=args.resume, output_dir=args.output, build_kwargs=build_kwargs, val_data=val_source,
+                     force=args.force)
     print(f"saved to {args.output}; use: zoo evaluate {args.output} --data DATA")
 
 
 def cmd_finetune(args):
+    from zoo.hub import check_model_output
     from zoo.training.finetune import finetune
+    from zoo.training.setup import check_config
 
+    check_model_output(args.output, args.force)  # before any work
     strategy = make_strategy(args.strategy)
     test_split = args.test_split if has_split(args.data, args.test_split) else None
     if args.test_split and test_split is None:
         print(f"note: {args.data} has no {args.test_split}/ folder; no evaluation during fine-tuning", file=sys.stderr)
     config = train_config_from_args(args)
+    check_config(config, args.resume)
     check_validation_split(args)
     finetune(args.model, args.data, args.output, config, freeze=args.freeze,
              test_data=args.data if test_split else None, strategy=strategy, resume=args.resume,
-             split=args.split or "train", test_split=test_split or "test", val_split=args.val_split)
+             split=args.split or "train", test_split=test_split or "test", val_split=args.val_split, force=args.force)
     print(f"saved to {args.output}; use: zoo predict IMAGE --model {args.output}")
 
 
@@ -189,6 +238,8 @@ def cmd_predict(args):
     import zoo
     from zoo.prediction import predict_files
 
+    if not args.no_overlay:
+        check_outputs(args, (args.overlay_dir, "folder"))
     model = zoo.load(args.model)
     results = predict_files(model, args.images, args.top_k, None if args.no_overlay else args.overlay_dir,
                             threshold=args.threshold, map_name=args.map, attribute=args.attribute)
@@ -206,12 +257,23 @@ def cmd_predict(args):
 
 
 def check_outputs(args, *targets):
-    """Refuse up front (before any slow work) to replace an existing output file without --force."""
+    """Refuse up front (before any slow work) what a command would write wrongly, by the one rule
+    of :func:`zoo.files.check_output`: an existing file without --force, a folder where a file is
+    wanted or the reverse. A target is a path (a file) or ``(path, "folder")``: a folder the
+    command writes its own derived names into, which may exist (only a file there is refused)."""
+    from pathlib import Path
+
     from zoo import files
 
     for target in targets:
-        if target:
-            files.check_writable(target, args.force)
+        path, kind = target if isinstance(target, tuple) else (target, "file")
+        if not path:
+            continue
+        if kind == "folder":
+            if Path(path).exists() and not Path(path).is_dir():
+                raise files.OutputRefused(f"{path} is a file; this output is a folder: choose another name")
+        else:
+            files.check_output(path, getattr(args, "force", False), "file")
 
 
 def cmd_evaluate(args):
@@ -230,11 +292,13 @@ def cmd_evaluate(args):
 
 def cmd_export(args):
     import zoo
-    from zoo.export import export
+    from zoo.export import check_export_target, export
 
-    model = zoo.load(args.model)
     default = f"{args.model.rstrip('/').split('/')[-1]}" + (".tflite" if args.format == "tflite" else "")
-    path = export(model, args.output or default, args.format, args.quantize, force=args.force)
+    target = args.output or default
+    check_export_target(target, args.format, args.quantize, args.force)  # before loading or converting
+    model = zoo.load(args.model)
+    path = export(model, target, args.format, args.quantize, force=args.force)
     print(f"exported {args.model} to {path}")
 
 
@@ -254,16 +318,24 @@ def cmd_robustness(args):
         files.write_text(args.json, json.dumps(results, indent=1), force=args.force)
 
 
-def attention_options(args):
-    """``--attention-map`` as the option of :func:`zoo.explain.explain` (none when not given)."""
-    return {"attention_map": args.attention_map} if args.attention_map else {}
+def attention_options(args, models):
+    """``--attention-map`` as the option of :func:`zoo.explain.explain` (none when not given),
+    checked against every model's declared maps before any work."""
+    from zoo import registry
+
+    if not args.attention_map:
+        return {}
+    for model in models:
+        registry.feature_info(model).map(args.attention_map)  # an unknown map names the declared ones
+    return {"attention_map": args.attention_map}
 
 
 def cmd_explain(args):
     from zoo.explain.figures import explain_files
 
+    check_outputs(args, (args.out, "folder"))
     model = load_model(args.model)
-    options = attention_options(args)
+    options = attention_options(args, [model])
     for path in explain_files(model, args.images, args.methods, args.out, target=args.target, **options):
         print(path)
 
@@ -274,14 +346,21 @@ def cmd_benchmark(args):
 
     check_outputs(args, args.json, args.figure)
     models = {spec: load_model(spec) for spec in args.models}
-    options = attention_options(args)
-    rows = benchmark(models, args.data, args.methods, args.max_examples, progress=not args.quiet, **options)
+    options = attention_options(args, models.values())
+    partial = None
+    if args.json:  # finished rows stay on disk while the benchmark runs: a crash keeps what was measured
+        partial = files.partial_rows(args.json)
+        partial.unlink(missing_ok=True)  # the zoo's own file, left by an earlier run that did not finish
+        print(f"rows are kept in {partial} as they finish", file=sys.stderr)
+    rows = benchmark(models, args.data, args.methods, args.max_examples, progress=not args.quiet,
+                     on_row=(lambda row: files.append_row(partial, row)) if partial else None, **options)
     print(format_table(rows))
     for row in rows:
         if "note" in row:
             print(f"note: {row['model']} {row['method']}: {row['note']}", file=sys.stderr)
     if args.json:
         files.write_text(args.json, json.dumps(rows, indent=1), force=args.force)
+        partial.unlink(missing_ok=True)
     if args.figure:
         with files.written_file(args.figure, args.force) as scratch:
             example_figure(models, args.data, scratch, [m for m in args.methods if m not in BASELINES],
@@ -291,8 +370,13 @@ def cmd_benchmark(args):
 
 def cmd_list(args):
     import zoo
+    from zoo import registry
 
-    for name in zoo.list_models(args.pattern, pretrained=args.pretrained):
+    names = zoo.list_models(args.pattern, pretrained=args.pretrained)
+    if not names:
+        every = zoo.list_models(pretrained=args.pretrained)
+        raise registry.unknown_name_error(args.pattern, every, "pretrained model" if args.pretrained else "model")
+    for name in names:
         print(pretrained_summary(name) if args.pretrained else name)
 
 
@@ -319,18 +403,20 @@ def add_command(sub, name, help_text):
 def build_parser():
     parser = argparse.ArgumentParser(prog="zoo", description="attention-zoo: CNNs that show where they look",
                                      formatter_class=HelpFormatter)
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log messages, and TensorFlow's own start-up "
+                                                                     "lines (oneDNN, absl)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = add_command(sub, "train", "train an architecture from scratch (tf.distribute loop, or model.fit)")
     p.add_argument("model", help="architecture name, e.g. abn_resnet20")
     add_data_args(p)
-    p.add_argument("--image-size", type=int, nargs=2, default=[32, 32], metavar=("H", "W"))
+    p.add_argument("--image-size", type=POSITIVE_INT, nargs=2, default=[32, 32], metavar=("H", "W"),
+                   help="images are resized to this size")
     p.add_argument("--engine", choices=["loop", "fit"], default=None,
-                   help="loop: the tf.distribute custom loop (default on TensorFlow); fit: model.fit on any Keras "
-                        "backend (default on JAX/PyTorch)")
+                   help="loop: the tf.distribute custom loop; fit: model.fit on any Keras backend (None: loop on "
+                        "TensorFlow, fit on JAX/PyTorch)")
     p.add_argument("--task", choices=["multiclass", "multilabel"], default=None,
-                   help="default: the data's (integer labels: multiclass; attributes: multilabel)")
+                   help="None: the data's (integer labels: multiclass; attributes: multilabel)")
     p.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
                    help="builder argument, e.g. --model-arg attention_mode=multiply --model-arg width=32")
     add_train_args(p)
@@ -344,36 +430,37 @@ def build_parser():
     p.set_defaults(func=cmd_finetune, epochs=10, lr=0.01)
 
     p = add_command(sub, "predict", "top-5 classes (or the attributes present) and an attention overlay per image")
-    p.add_argument("images", nargs="+")
-    p.add_argument("--model", default=DEFAULT_MODEL)
-    p.add_argument("--top-k", type=int, default=5, help="classes shown (multiclass models)")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="probability from which an attribute is shown as present (multi-label models; default 0.5)")
+    p.add_argument("images", nargs="+", help="image files (PNG, JPEG, BMP, GIF)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="pretrained name or saved model folder")
+    p.add_argument("--top-k", type=POSITIVE_INT, default=5, help="classes shown (multiclass models)")
+    p.add_argument("--threshold", type=UNIT_INTERVAL, default=None,
+                   help="probability from which an attribute is shown as present (multi-label models; None: 0.5)")
     p.add_argument("--overlay-dir", default=".", help="where <image>.attention.png is written (never beside the "
                                                       "input images unless you name their folder)")
-    p.add_argument("--map", default=None, help="attention map to draw (default: the model's first; zoo.attention_maps "
+    p.add_argument("--map", default=None, help="attention map to draw (None: the model's first; zoo.attention_maps "
                                                "lists them, e.g. attention_2 for LTPA)")
     p.add_argument("--attribute", default=None, help="attribute whose most important channel masks are drawn "
-                                                     "(multi-channel attention; default: the most probable)")
-    p.add_argument("--no-overlay", action="store_true")
+                                                     "(multi-channel attention; None: the most probable)")
+    p.add_argument("--no-overlay", action="store_true", help="print the predictions only")
     p.set_defaults(func=cmd_predict)
 
     p = add_command(sub, "evaluate", "accuracy (top-1/top-5, per class; or per attribute) and loss on a dataset")
     p.add_argument("model", help="pretrained name or saved model folder; NAME@key=value,... rebuilds it with builder "
                                  "arguments that have no weights (e.g. @mask_transform=top_channels,mask_strength=0.5)")
     add_data_args(p)
-    p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=500, help="images per batch")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--confusion-matrix", default=None, metavar="PNG", help="write the confusion matrix to this PNG")
     p.add_argument("--json", default=None, help="write every metric to this JSON file")
     p.add_argument("--force", action="store_true", help="replace an existing --json / --confusion-matrix")
     p.set_defaults(func=cmd_evaluate)
 
     p = add_command(sub, "export", "export to SavedModel or TFLite (uint8 input, logits + attention)")
-    p.add_argument("model")
-    p.add_argument("--format", choices=["saved_model", "tflite"], default="saved_model")
-    p.add_argument("--quantize", choices=["float16", "dynamic"], default=None)
-    p.add_argument("--output", default=None, help="default: <model name>[.tflite] in the current folder")
+    p.add_argument("model", help="pretrained name or saved model folder")
+    p.add_argument("--format", choices=["saved_model", "tflite"], default="saved_model", help="export format")
+    p.add_argument("--quantize", choices=["float16", "dynamic"], default=None,
+                   help="TFLite weight quantisation (None: float32)")
+    p.add_argument("--output", default=None, help="None: <model name>[.tflite] in the current folder")
     p.add_argument("--force", action="store_true", help="replace an existing --output")
     p.set_defaults(func=cmd_export)
 
@@ -383,11 +470,14 @@ def build_parser():
     p.add_argument("--compare", action="append", default=[], metavar="MODEL",
                    help="another model evaluated side by side (repeatable); MODEL@key=value,... rebuilds a model with "
                         "builder arguments that have no weights, e.g. NAME@mask_transform=power,mask_strength=1")
-    p.add_argument("--attacks", nargs="+", choices=["fgsm", "pgd", "noise"], default=["fgsm", "pgd", "noise"])
-    p.add_argument("--epsilons", nargs="+", type=float, default=[0, 1, 2, 4, 8], help="pixels of 255")
-    p.add_argument("--sigmas", nargs="+", type=float, default=[0, 4, 8, 16, 32], help="noise std, pixels")
-    p.add_argument("--pgd-steps", type=int, default=10)
-    p.add_argument("--max-examples", type=int, default=1000)
+    p.add_argument("--attacks", nargs="+", choices=["fgsm", "pgd", "noise"], default=["fgsm", "pgd", "noise"],
+                   help="perturbations to measure")
+    p.add_argument("--epsilons", nargs="+", type=number(float, 0, 255), default=[0, 1, 2, 4, 8],
+                   help="attack budgets, pixels of 255")
+    p.add_argument("--sigmas", nargs="+", type=number(float, 0, 255), default=[0, 4, 8, 16, 32],
+                   help="noise std, pixels")
+    p.add_argument("--pgd-steps", type=POSITIVE_INT, default=10, help="PGD iterations")
+    p.add_argument("--max-examples", type=POSITIVE_INT, default=1000, help="images evaluated (the first N)")
     p.add_argument("--plot", default=None, help="write the accuracy curves to this PNG")
     p.add_argument("--json", default=None, help="write the numbers to this JSON file")
     p.add_argument("--force", action="store_true", help="replace an existing --json / --plot")
@@ -398,46 +488,66 @@ def build_parser():
 
     p = add_command(sub, "explain", "one figure per image: the model's own attention and post-hoc explanations")
     p.add_argument("model", help="pretrained name or saved model folder")
-    p.add_argument("images", nargs="+")
+    p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=["attention", "gradcam", "gradcam++"],
                    help="'attention' needs a model with maps of its own")
-    p.add_argument("--target", default=None, help="class or attribute name (default: the predicted one)")
-    p.add_argument("--attention-map", default=None, help="which declared map is 'attention' (default: the model's "
+    p.add_argument("--target", default=None, help="class or attribute name (None: the predicted one)")
+    p.add_argument("--attention-map", default=None, help="which declared map is 'attention' (None: the model's "
                                                          "first, e.g. LTPA's attention_1; try attention_2)")
     p.add_argument("--out", default="explanations", help="folder for <image>.explain.png (never the input's folder "
                                                          "unless you name it)")
     p.set_defaults(func=cmd_explain)
 
     p = add_command(sub, "benchmark", "attention-quality benchmark on data with boxes and masks (cluttered MNIST)")
-    p.add_argument("models", nargs="+")
+    p.add_argument("models", nargs="+", help="pretrained names or saved model folders (NAME@key=value,... too)")
     p.add_argument("--data", required=True, help=".npz with x/y/boxes/masks_test (scripts/make_cluttered_mnist.py); "
                    "data without boxes and masks (e.g. CIFAR-10): deletion / insertion only")
-    p.add_argument("--methods", nargs="+", choices=METHODS + BASELINES, default=list(METHODS + BASELINES))
-    p.add_argument("--max-examples", type=int, default=500)
-    p.add_argument("--attention-map", default=None, help="which declared map is 'attention' (default: the model's "
-                   "default, e.g. LTPA's attention_1)")
+    p.add_argument("--methods", nargs="+", choices=METHODS + BASELINES, default=list(METHODS + BASELINES),
+                   help="explanation methods and baselines scored")
+    p.add_argument("--max-examples", type=POSITIVE_INT, default=500, help="images scored (the first N)")
+    p.add_argument("--attention-map", default=None, help="which declared map is 'attention' (None: the model's "
+                   "own, e.g. LTPA's attention_1)")
     p.add_argument("--json", default=None, help="write the rows to this JSON file")
     p.add_argument("--figure", default=None, help="write a PNG grid of example maps (models x methods) here")
-    p.add_argument("--figure-count", type=int, default=3, help="images in --figure")
+    p.add_argument("--figure-count", type=POSITIVE_INT, default=3, help="images in --figure")
     p.add_argument("--force", action="store_true", help="replace an existing --json / --figure")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_benchmark)
 
     p = add_command(sub, "list", "list architectures (or pretrained names)")
-    p.add_argument("pattern", nargs="?", default="*")
-    p.add_argument("--pretrained", action="store_true")
+    p.add_argument("pattern", nargs="?", default="*", help="wildcard pattern, e.g. 'abn*'")
+    p.add_argument("--pretrained", action="store_true", help="list pretrained names with their measured accuracy")
     p.set_defaults(func=cmd_list)
     return parser
 
 
+# what the command line reports as one line instead of a traceback: the zoo's own errors, and
+# the built-in ones that library code (Keras, numpy, Pillow, the OS) raises for bad input
+REPORTED = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError,
+            RuntimeError, FloatingPointError, ConnectionError)
+
+
 def main(argv=None):
+    from zoo import startup
+    from zoo.errors import ZooError
+
     args = build_parser().parse_args(argv)
+    if args.verbose:
+        sys.stderr.write(startup.held_back())  # TensorFlow's native start-up lines
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, RuntimeError) as err:
-        print(f"zoo {args.command}: error: {err}", file=sys.stderr)
+    except (ZooError, *REPORTED) as err:
+        message = str(err) or type(err).__name__
+        print(f"zoo {args.command}: error: {message}", file=sys.stderr)
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
         return 2
+    except KeyboardInterrupt:
+        print(f"zoo {args.command}: interrupted (nothing half-written is left behind)", file=sys.stderr)
+        return 130
     return 0
 
 

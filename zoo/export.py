@@ -29,6 +29,7 @@ import keras
 import tensorflow as tf
 
 from zoo import files, tasks
+from zoo.errors import InvalidInput
 
 LABELS_FILE = "labels.txt"
 CONFIG_FILE = "zoo_config.json"
@@ -99,22 +100,33 @@ def read_labels(path):
         return zf.read(LABELS_FILE).decode().splitlines()
 
 
+def is_saved_model(path):
+    return (Path(path) / "saved_model.pb").is_file()
+
+
+def check_export_target(path, format="saved_model", quantize=None, force=False):
+    """Refuse, before any work, an export that cannot be written as asked
+    (:func:`zoo.files.check_output`): a TFLite file onto a folder, a SavedModel onto a file or
+    onto a folder that holds anything but a SavedModel, an existing export without `force`."""
+    if format not in FORMATS:
+        raise InvalidInput(f"format must be one of {FORMATS}, got {format!r}")
+    if quantize and format != "tflite":
+        raise InvalidInput("quantize applies to --format tflite only")
+    path = Path(path)
+    if format == "tflite" and path.is_dir():
+        raise files.OutputRefused(f"{path} is a folder; give the TFLite file's name, e.g. {path / 'model.tflite'}")
+    if format == "saved_model":
+        return files.check_output(path, force, "folder", replaceable=is_saved_model)
+    return files.check_output(path, force, "file")
+
+
 def export(model, path, format="saved_model", quantize=None, force=False):
     """Export `model` to `path` (a directory for SavedModel, a ``.tflite`` file for TFLite).
 
-    An existing `path` is an error unless `force`; a TFLite export onto a folder is an error.
+    An existing export is replaced only with `force`; anything else at `path` is never replaced
+    (:func:`check_export_target`).
     """
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
-    if quantize and format != "tflite":
-        raise ValueError("quantize applies to --format tflite only")
-    path = Path(path)
-    if format == "tflite" and path.is_dir():
-        example = path / f"{model.name}.tflite"
-        raise IsADirectoryError(f"{path} is a folder; give the TFLite file's name, e.g. {example}")
-    if format == "saved_model" and path.exists() and not path.is_dir():
-        raise FileExistsError(f"{path} is a file; a SavedModel is a folder: choose another --output")
-    files.check_writable(path, force)
+    path = check_export_target(path, format, quantize, force)
     scratch = files.scratch_dir(path)
     try:
         write_saved_model(model, scratch / "saved_model")

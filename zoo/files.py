@@ -12,6 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from zoo.errors import OutputRefused
+
 SCRATCH_MARK = ".partial-"
 
 
@@ -55,18 +57,51 @@ def scratch_dir(target):
     return Path(tempfile.mkdtemp(prefix=f".{target.name}{SCRATCH_MARK}{os.getpid()}-", dir=target.parent))
 
 
-def check_writable(target, force=False, kind="output"):
-    """Refuse to replace an existing `target` unless `force`."""
+def check_output(target, force=False, kind="file", replaceable=None):
+    """The one rule for every output the zoo writes, checked before any work starts.
+
+    - a folder where a file is wanted (`kind` ``"file"``), or a file where a folder is wanted
+      (``"folder"``): refused, with or without `force`;
+    - an existing file: refused unless `force`;
+    - an existing folder: an empty one is used as it is; one that holds what the zoo writes there
+      (``replaceable(path)`` is true: a saved model, a SavedModel) is replaced only with `force`;
+      a folder that holds anything else is refused always (it is someone's work).
+    """
     target = Path(target)
-    if target.exists() and not force:
-        raise FileExistsError(f"{target} already exists; pass --force (force=True) to replace it, or choose another "
-                              f"{kind}")
+    if kind not in ("file", "folder"):
+        raise ValueError(f"kind must be 'file' or 'folder', got {kind!r}")
+    if not target.exists() and not target.is_symlink():
+        return target
+    if kind == "file":
+        if target.is_dir():
+            raise OutputRefused(f"{target} is a folder; this output is a file: give a file name (a folder is never "
+                                "replaced, not even with --force)")
+    else:
+        if not target.is_dir():
+            raise OutputRefused(f"{target} is a file; this output is a folder: choose another name")
+        if not any(target.iterdir()):
+            return target
+        if replaceable is None or not replaceable(target):
+            raise OutputRefused(f"{target} is a folder that holds other files; choose another (new or empty) folder "
+                                "(it is never replaced, not even with --force)")
+    if not force:
+        raise OutputRefused(f"{target} already exists; pass --force (force=True) to replace it, or choose another "
+                            "name")
+    return target
+
+
+def check_writable(target, force=False, kind="file"):
+    """:func:`check_output` for a file (the name earlier code used)."""
+    return check_output(target, force, kind)
 
 
 def replace(scratch, target):
-    """Move the finished `scratch` file or folder to `target`, replacing what was there."""
+    """Move the finished `scratch` file or folder to `target`, replacing what was there (a
+    folder is only replaced by a folder)."""
     scratch, target = Path(scratch), Path(target)
     if target.is_dir() and not target.is_symlink():
+        if not scratch.is_dir():
+            raise OutputRefused(f"{target} is a folder; refusing to replace it with a file")
         old = target.with_name(f".{target.name}{SCRATCH_MARK}{os.getpid()}-old")
         os.replace(target, old)
         os.replace(scratch, target)
@@ -103,6 +138,23 @@ def written_file(target, force=False):
         scratch.unlink(missing_ok=True)
         raise
     replace(scratch, target)
+
+
+def partial_rows(target):
+    """Where a long command keeps its finished rows while it runs (``<target>.partial.jsonl``,
+    beside `target`), so that a crash does not lose them; removed once `target` is written."""
+    target = Path(target)
+    return target.with_name(f"{target.name}.partial.jsonl")
+
+
+def append_row(path, row):
+    """Append `row` as one JSON line to `path`, on disk before returning (flushed and synced)."""
+    import json
+
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def write_text(target, text, force=False):

@@ -15,23 +15,29 @@ from pathlib import Path
 
 from zoo import files, registry
 from zoo import weights as zweights
+from zoo.errors import DamagedFile, InvalidInput
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
 
 
-def save_model(model, directory, class_names=None, extra=None):
-    """Write `model` (built by the zoo: it has ``model.zoo_config``) to `directory`."""
+def check_model_output(directory, force=False):
+    """Refuse, before any work, a model folder that would replace something: an existing saved
+    model without `force`, a file, or a folder holding anything else (:func:`zoo.files.check_output`)."""
+    return files.check_output(directory, force, "folder", replaceable=lambda p: is_saved_model_dir(str(p)))
+
+
+def save_model(model, directory, class_names=None, extra=None, force=False):
+    """Write `model` (built by the zoo: it has ``model.zoo_config``) to `directory`; an existing
+    saved model there is replaced only with `force` (:func:`check_model_output`)."""
     config = dict(getattr(model, "zoo_config", {}) or {})
     if "arch" not in config:
-        raise ValueError("save_model needs a model built by zoo.build / zoo.load (it has no zoo_config)")
+        raise InvalidInput("save_model needs a model built by zoo.build / zoo.load (it has no zoo_config)")
     if class_names is not None:
         config["class_names"] = list(class_names)
     config.update(extra or {})
     directory = Path(directory)
-    if directory.exists() and not is_saved_model_dir(str(directory)) and any(directory.iterdir()):
-        raise FileExistsError(f"{directory} is a folder that holds something other than a saved zoo model; "
-                              "choose another output folder")
+    check_model_output(directory, force)
     tmp = files.scratch_dir(directory)
     try:
         model.save_weights(str(tmp / WEIGHTS_FILE))
@@ -72,29 +78,52 @@ def load_weights_into(model, path, config, reheaded):
     heads (:class:`zoo.registry.FeatureInfo`) is copied from the pretrained network, by name, and
     the heads stay freshly initialised."""
     if not reheaded:
-        model.load_weights(str(path))
+        read_weights(model, path)
         return
     pretrained = build_from_config(config)
-    pretrained.load_weights(str(path))
+    read_weights(pretrained, path)
     heads = set(registry.feature_info(model).heads)
     for layer in model.layers:
         if layer.name not in heads and layer.weights:
             layer.set_weights(pretrained.get_layer(layer.name).get_weights())
 
 
+def read_weights(model, path):
+    """``model.load_weights(path)``, or a :class:`DamagedFile` error that names the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DamagedFile(f"{path} is missing: the saved model is incomplete; save or copy it again")
+    try:
+        model.load_weights(str(path))
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DamagedFile(f"{path} cannot be loaded into {model.name} ({first[:200]}): the file is truncated or "
+                          "damaged, or was saved for other builder arguments; save or copy it again") from None
+
+
 def read_json(path):
     """A JSON file, or a ValueError that names it."""
     try:
         return json.loads(Path(path).read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); the saved model is damaged: save it again") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DamagedFile(f"{path} is not valid JSON ({err}); the saved model is damaged: save it again") from None
+
+
+def check_saved_config(config, path):
+    """A saved model's config must name its architecture and builder arguments."""
+    if not isinstance(config, dict) or not isinstance(config.get("arch"), str) or not isinstance(
+            config.get("build"), dict):
+        found = f"keys {sorted(config)}" if isinstance(config, dict) else f"a JSON {type(config).__name__}"
+        raise DamagedFile(f"{path} is not a zoo model config (it needs 'arch' and 'build'; found {found}): "
+                          "the saved model is damaged, save it again with zoo.save_model")
+    return config
 
 
 def read_config(name):
     """``(config, weights_path)`` of a pretrained name or saved-model directory, without building
     the model (``config``: arch, task, build kwargs, class names, image size, provenance)."""
     if is_saved_model_dir(str(name)):
-        config = read_json(Path(name) / CONFIG_FILE)
+        config = check_saved_config(read_json(Path(name) / CONFIG_FILE), Path(name) / CONFIG_FILE)
         config.setdefault("task", "multiclass")
         return config, Path(name) / WEIGHTS_FILE
     entry = zweights.manifest_entry(name)

@@ -11,6 +11,7 @@ from keras import ops
 
 from zoo import explain, tasks
 from zoo.data.images import as_pixels, read_image
+from zoo.errors import InvalidInput
 from zoo.hub import model_image_size
 
 load_image = read_image  # an image file as RGB uint8 (H, W, 3), optionally resized
@@ -24,15 +25,15 @@ def check_images(model, images):
         images = images[None]
     expected = model.input.shape
     if images.ndim != 4 or images.shape[-1] != expected[-1]:
-        raise ValueError(
+        raise InvalidInput(
             f"expected images of shape (batch, height, width, {expected[-1]}) with RGB channels, got {images.shape}; "
             "convert grayscale/RGBA images to RGB first"
         )
     if images.shape[0] == 0:
-        raise ValueError("the batch is empty: pass at least one image")
+        raise InvalidInput("the batch is empty: pass at least one image")
     for axis in (1, 2):
         if expected[axis] is not None and images.shape[axis] != expected[axis]:
-            raise ValueError(
+            raise InvalidInput(
                 f"this model takes {expected[1]}x{expected[2]} images, got {images.shape[1]}x{images.shape[2]}; "
                 "resize them (zoo.prediction.load_image(path, size=...)) or build the model with "
                 "input_shape=(None, None, 3)"
@@ -69,25 +70,45 @@ def predict(model, images, top_k=5, threshold=None):
     return results
 
 
-def overlay_names(paths):
-    """A distinct ``<name>.attention.png`` per input, even when two inputs share a file name
-    (``a/cat.png`` and ``b/cat.png`` become ``a_cat`` and ``b_cat``)."""
-    stems = [Path(p).stem for p in paths]
+def plain_name(text):
+    """`text` as one plain file name: no folder separators, no leading dot, no drive."""
+    cleaned = "".join("_" if ch in "/\\:" or ord(ch) < 32 else ch for ch in str(text)).lstrip(".")
+    return cleaned or "image"
+
+
+def name_key(path, depth):
+    """The name of `path` at a level of detail: its stem (depth 0), then with its extension
+    (1), then with its parent folder (2, 3), two parent folders (4, 5), ... (never the root)."""
+    path = Path(path).resolve()
+    parents, with_extension = depth // 2, depth % 2 == 1
+    name = f"{path.stem}_{path.suffix.lstrip('.')}" if with_extension and path.suffix else path.stem
+    folders = [part for part in path.parent.parts if part != path.anchor]
+    return "_".join([*(folders[-parents:] if parents else []), name])
+
+
+def overlay_names(paths, suffix=".attention.png"):
+    """A distinct plain file name ``<name><suffix>`` per input (written inside the chosen output
+    folder, never elsewhere): the file's stem, or where inputs share it their extension
+    (``cat.png``, ``cat.jpg`` -> ``cat_png``, ``cat_jpg``), then their parent folders
+    (``a/cat.png``, ``b/cat.png`` -> ``a_cat_png``, ``b_cat_png``), then a number."""
+    paths = list(paths)
     names = []
-    for path, stem in zip(paths, stems):
-        if stems.count(stem) == 1:
-            names.append(f"{stem}.attention.png")
-            continue
-        parts = Path(path).resolve().with_suffix("").parts
-        depth = 2
-        while depth <= len(parts):
-            candidate = "_".join(parts[-depth:])
-            others = ["_".join(Path(q).resolve().with_suffix("").parts[-depth:]) for q in paths]
-            if others.count(candidate) == 1:
+    for path in paths:
+        for depth in range(0, 2 * len(Path(path).resolve().parts) + 2):
+            keys = [name_key(q, depth) for q in paths]
+            if keys.count(name_key(path, depth)) == 1:
+                names.append(plain_name(name_key(path, depth)))
                 break
-            depth += 1
-        names.append(f"{candidate}.attention.png")
-    return names
+        else:  # the same file given twice
+            names.append(plain_name(name_key(path, 1)))
+    seen = {}
+    for i, name in enumerate(names):
+        if name in seen:
+            seen[name] += 1
+            names[i] = f"{name}-{seen[name]}"
+        else:
+            seen[name] = 1
+    return [f"{name}{suffix}" for name in names]
 
 
 def predict_files(model, paths, top_k=5, overlay_dir=None, display_size=(256, 256), threshold=None, map_name=None,
@@ -112,7 +133,7 @@ def predict_files(model, paths, top_k=5, overlay_dir=None, display_size=(256, 25
     drawn = explain.default_map(model) if map_name is None else map_name
     tap = info.map(drawn) if drawn is not None else None
     if tap is not None and tap.kind == "per_channel":
-        raise ValueError(f"{drawn!r} holds one mask per channel: draw a per-attribute map instead "
+        raise InvalidInput(f"{drawn!r} holds one mask per channel: draw a per-attribute map instead "
                          f"({', '.join(t.output for t in info.maps if t.kind == 'per_attribute')}); the channel "
                          "masks are drawn for --attribute")
     per_channel = [t.output for t in info.maps if t.kind == "per_channel"]

@@ -13,10 +13,12 @@ maps and their kind) and its head layers (:class:`FeatureInfo`).
 import dataclasses
 import difflib
 import fnmatch
+import inspect
 import re
 from typing import Callable, Optional
 
 from zoo import tasks
+from zoo.errors import InvalidInput
 
 # How an attention map is normalised (what a value in it means):
 MAP_KINDS = {
@@ -124,7 +126,30 @@ def unknown_name_error(name, candidates, what="model"):
     """A ValueError that names the closest known names (for typos)."""
     close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.5)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    return ValueError(f"Unknown {what} {name!r}.{hint} See zoo.list_models() for all names.")
+    where = "See zoo.list_models() for all names." if what in ("model", "pretrained model") else (
+        f"The {what}s are: {', '.join(map(str, candidates))}." if len(candidates) <= 50 else "")
+    return InvalidInput(f"Unknown {what} {name!r}.{hint} {where}".rstrip())
+
+
+def builder_arguments(spec):
+    """The keyword arguments the builder of `spec` takes (None if it takes any: ``**kwargs``)."""
+    parameters = inspect.signature(spec.builder).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return sorted(p.name for p in parameters if p.name != "name" and p.kind is not inspect.Parameter.VAR_POSITIONAL)
+
+
+def check_builder_kwargs(spec, kwargs):
+    """An error naming a builder argument that `spec`'s builder does not take, with the valid ones."""
+    valid = builder_arguments(spec)
+    if valid is None:
+        return
+    for key in kwargs:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise InvalidInput(f"{spec.name} has no builder argument {key!r}.{hint} Its arguments are: "
+                               f"{', '.join(valid)}")
 
 
 def get_spec(name) -> ModelSpec:
@@ -182,7 +207,8 @@ def build(name, num_classes: Optional[int] = None, input_shape=None, task=None, 
     spec = get_spec(name)
     task = spec.task if task is None else tasks.get_task(task).name
     if task not in spec.tasks:
-        raise ValueError(f"{spec.name} supports the tasks {spec.tasks}, not {task!r}")
+        raise InvalidInput(f"{spec.name} supports the tasks {spec.tasks}, not {task!r}")
+    check_builder_kwargs(spec, kwargs)
     config = dict(spec.defaults)
     if num_classes is not None:
         config["num_classes"] = int(num_classes)

@@ -24,11 +24,12 @@ from pathlib import Path
 import keras
 
 from zoo import files, registry
+from zoo.errors import ZooError
 
 MANIFEST_NAME = "manifest.json"
 
 
-class WeightsError(RuntimeError):
+class WeightsError(ZooError, RuntimeError):
     """A pretrained file could not be found, downloaded or verified."""
 
 

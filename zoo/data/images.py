@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo.errors import InvalidInput
+
 log = logging.getLogger(__name__)
 
 
@@ -27,18 +29,18 @@ def as_pixels(images, where="images"):
     if images.dtype == np.uint16:
         return (images.astype("float32") / 257.0).round()
     if images.dtype == bool or not np.issubdtype(images.dtype, np.number):
-        raise ValueError(f"{where} have dtype {images.dtype}; pass RGB pixels as uint8 or floats in [0, 255]")
+        raise InvalidInput(f"{where} have dtype {images.dtype}; pass RGB pixels as uint8 or floats in [0, 255]")
     values = images.astype("float32")
     if values.size == 0:
         return values
     if not np.isfinite(values).all():
-        raise ValueError(f"{where} contain NaN or infinite pixel values; fix or drop those images")
+        raise InvalidInput(f"{where} contain NaN or infinite pixel values; fix or drop those images")
     low, high = float(values.min()), float(values.max())
     if low < 0:
-        raise ValueError(f"{where} have pixel values from {low:.3g} to {high:.3g}; the zoo's models take RGB pixels "
+        raise InvalidInput(f"{where} have pixel values from {low:.3g} to {high:.3g}; the zoo's models take RGB pixels "
                          "in [0, 255] and normalise inside the model: undo the mean/std normalisation")
     if high > 255.0:
-        raise ValueError(f"{where} have pixel values up to {high:.4g}; the zoo's models take RGB pixels in [0, 255] "
+        raise InvalidInput(f"{where} have pixel values up to {high:.4g}; the zoo's models take RGB pixels in [0, 255] "
                          "(scale 16-bit data by 1/257)")
     if np.issubdtype(images.dtype, np.floating) and high <= 1.0:
         log.warning("%s are floats in [0, 1]; scaling them by 255 (the models take pixels in [0, 255])", where)
@@ -64,17 +66,35 @@ def read_image(path, size=None):
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
+    if path.is_dir():
+        raise InvalidInput(f"{path} is a folder; pass image files (e.g. {path}/*.png)")
     if not path.is_file():
-        raise ValueError(f"image file {path} does not exist")
+        raise InvalidInput(f"image file {path} does not exist")
     try:
         with Image.open(path) as picture:
+            check_image_size(picture, path)
             picture.load()
             pixels = pixels_of(picture)
+    except Image.DecompressionBombError:
+        raise InvalidInput(f"{path} is too large to decode safely (a decompression bomb?): more than "
+                           f"{MAX_PIXELS:,} pixels (zoo.data.images.MAX_PIXELS); resize it first") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ValueError(f"{path} is not a readable image ({err}); pass a PNG/JPEG/BMP file") from err
+        raise InvalidInput(f"{path} is not a readable image ({err}); pass a PNG/JPEG/BMP file") from None
     if size is not None and pixels.shape[:2] != tuple(size):
         pixels = np.asarray(Image.fromarray(pixels).resize((size[1], size[0]), Image.BICUBIC))
     return pixels
+
+
+MAX_PIXELS = 50_000_000  # ~7000x7000: far above what a model needs, far below what fills the memory
+
+
+def check_image_size(picture, path, limit=None):
+    """Refuse an image too large to decode safely (a decompression bomb) before decoding it."""
+    limit = MAX_PIXELS if limit is None else limit
+    width, height = picture.size
+    if width * height > limit:
+        raise InvalidInput(f"{path} is {width}x{height} pixels, more than the limit of {limit:,} "
+                           "(zoo.data.images.MAX_PIXELS); resize it first (the models take small images)")
 
 
 def pixels_of(picture):

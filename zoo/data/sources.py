@@ -29,6 +29,7 @@ except ImportError:  # pragma: no cover - exercised on machines without TensorFl
     tf = None
 
 from zoo.data.images import as_uint8, read_image
+from zoo.errors import InvalidInput, OfflineError
 
 log = logging.getLogger(__name__)
 
@@ -278,12 +279,22 @@ class AttributeFolderSource(PathSource):
                 raise ValueError(f"{table} line {line}: attribute values must be 1, 0 or -1, got {row[1:]}") from None
             if len(values) != len(names) or not set(values) <= {-1.0, 0.0, 1.0}:
                 raise ValueError(f"{table} line {line}: expected {len(names)} values of 1, 0 or -1, got {row[1:]}")
-            paths.append(str(root / row[0]))
+            paths.append(str(inside_folder(root, row[0], f"{table} line {line}")))
             labels.append([1.0 if values[c] > 0 else 0.0 for c in columns])
         missing = [p for p in paths if not os.path.isfile(p)]
         if missing:
             raise FileNotFoundError(f"{table} lists {len(missing)} files that do not exist, e.g. {missing[0]}")
         self.keep_readable(paths, labels, validate)
+
+
+def inside_folder(root, relative, where):
+    """`root / relative`, refusing a path that leaves `root` (absolute, or through ``..`` or a
+    link): a data file names images of its own folder only."""
+    candidate = Path(root) / relative
+    if Path(relative).is_absolute() or not candidate.resolve().is_relative_to(Path(root).resolve()):
+        raise InvalidInput(f"{where}: {relative!r} is outside the data folder {root}; list the images by their path "
+                           "relative to that folder (copy or link them inside it)")
+    return candidate
 
 
 class TfdsSource:
@@ -294,6 +305,11 @@ class TfdsSource:
     def __init__(self, name, split="train", image_size=(32, 32), data_dir=None, download=True):
         import tensorflow_datasets as tfds
 
+        from zoo.weights import is_offline
+
+        if is_offline():
+            check_prepared_offline(tfds, name, data_dir)
+            download = False
         dataset, info = tfds.load(name, split=split, with_info=True, data_dir=data_dir, download=download)
         if info.supervised_keys and "attributes" not in info.features:
             image_key, label_key = info.supervised_keys
@@ -329,6 +345,24 @@ class TfdsSource:
         return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label
 
 
+def check_prepared_offline(tfds, name, data_dir=None):
+    """Offline mode (``ATTENTION_ZOO_OFFLINE=1``): a tensorflow-datasets name must already be
+    prepared on this machine; no download and no look-up on the network is tried."""
+    builder = None
+    try:
+        builder = tfds.builder(name, data_dir=data_dir, try_gcs=False)
+        prepared = builder.is_prepared()
+    except Exception as err:  # tfds raises many kinds for an unknown or unprepared name
+        prepared, reason = False, f" ({str(err).splitlines()[0][:160]})" if str(err) else ""
+    else:
+        reason = ""
+    if not prepared:
+        where = getattr(builder, "data_dir", None) or data_dir or "the tensorflow-datasets folder"
+        raise OfflineError(f"ATTENTION_ZOO_OFFLINE is set and tfds:{name} is not prepared in {where}{reason}: "
+                           f"prepare it on a machine with network access (tfds build {name}) and copy it here, "
+                           "or unset ATTENTION_ZOO_OFFLINE")
+
+
 def open_source(data, split="train", image_size=(32, 32), class_names=None):
     """A source from what the user has: a source object, a folder (class sub-folders, or an
     ``attributes.csv``; either inside ``train/``/``test/`` sub-folders), an ``.npz`` file, an
@@ -345,6 +379,9 @@ def open_source(data, split="train", image_size=(32, 32), class_names=None):
         source = open_path(str(data), split, image_size, class_names)
     if class_names is not None and isinstance(source, ArraySource):
         source = source.with_class_names(class_names)
+    if isinstance(data, (str, os.PathLike)) and getattr(source, "origin", None) is None:
+        source.origin = str(data) if str(data).startswith("tfds:") else os.path.abspath(data)  # for --resume checks
+        source.split = split
     return source
 
 
@@ -364,6 +401,9 @@ def open_path(data, split, image_size, class_names):
         return ArraySource.from_npz(data, split)
     if data.startswith("tfds:"):
         return TfdsSource(data.removeprefix("tfds:"), split, image_size)
+    if os.path.isfile(data):
+        raise InvalidInput(f"{data} is a file, not a dataset: --data takes a folder (one sub-folder per class, or an "
+                           "attributes.csv), an .npz file or tfds:NAME; to classify single images use zoo predict")
     if os.sep in data or data.startswith(".") or os.path.splitext(data)[1]:
         raise FileNotFoundError(f"no such folder or file: {data} (a tensorflow-datasets name is written tfds:NAME)")
     return TfdsSource(data, split, image_size)

@@ -56,11 +56,12 @@ def method_maps(model, method, images, labels, seed=0, **options):
 def benchmark(models, data, methods=("attention", "gradcam", "gradcam++", "smoothgrad", "integrated_gradients",
                                      "occlusion", "random", "centre"),
               max_examples=500, batch_size=50, split="test", iou_threshold=0.5, deletion_steps=16, seed=0,
-              progress=True, **options):
+              progress=True, on_row=None, **options):
     """Score every method on every model; returns a list of row dicts (:data:`COLUMNS`).
 
     `models` maps a label to a model (or is a list of zoo names). Methods a model cannot give
-    (``attention`` for a plain baseline) are skipped with a note in the row.
+    (``attention`` for a plain baseline) are skipped with a note in the row. ``on_row(row)`` is
+    called as each row is finished (``zoo benchmark --json`` keeps them on disk as it goes).
     """
     import zoo
 
@@ -87,6 +88,8 @@ def benchmark(models, data, methods=("attention", "gradcam", "gradcam++", "smoot
                                        for i in range(0, len(images), batch_size)])
             except ValueError as err:  # e.g. no own attention
                 rows.append({**row, "note": str(err).split(":")[0]})
+                if on_row is not None:
+                    on_row(rows[-1])
                 continue
             row["seconds"] = time.perf_counter() - start
             deletion, insertion = em.deletion_insertion(model, images, maps, labels, deletion_steps)
@@ -95,6 +98,8 @@ def benchmark(models, data, methods=("attention", "gradcam", "gradcam++", "smoot
                 row.update(pointing=em.pointing_game(maps, boxes).mean(), energy=em.energy_in_box(maps, boxes).mean(),
                            iou=em.mask_iou(maps, masks, iou_threshold).mean())
             rows.append({k: float(v) if isinstance(v, (np.floating, float)) else v for k, v in row.items()})
+            if on_row is not None:
+                on_row(rows[-1])
             if progress:
                 print(format_row(row), flush=True)
     return rows

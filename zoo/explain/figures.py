@@ -132,11 +132,11 @@ def explain_files(model, paths, methods, out_dir, target=None, display_size=(192
     names = tasks.label_names_of(model)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     written = []
-    for i, (path, name) in enumerate(zip(paths, overlay_names(paths))):
+    for i, (path, name) in enumerate(zip(paths, overlay_names(paths, ".explain.png"))):
         target_i = targets[i]
         title = f"{Path(path).name}: {names[target_i]} ({probabilities[i, target_i]:.1%})"
         panels = [(method_label(method, options.get("attention_map")), maps[method][i]) for method in methods]
-        out = Path(out_dir) / name.replace(".attention.png", ".explain.png")
+        out = Path(out_dir) / name
         written.append(save_map_figure(out, images[i].astype("uint8"), panels, title, display_size,
                                        colorbar_label="relevance (min-max per map)"))
     return written

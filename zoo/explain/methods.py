@@ -184,13 +184,13 @@ def explain(model, images, methods=("attention", "gradcam"), target=None, layer=
 
     Returns ``{method: (B, H, W) float32}`` at the input resolution.
     """
-    from zoo.data.images import as_pixels
     from zoo.explain.maps import normalize_maps, upsample
+    from zoo.prediction import check_images
 
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise registry.unknown_name_error(unknown[0], list(METHODS), "explanation method")
-    images = as_pixels(np.asarray(images))
+    images = check_images(model, images)  # shape, channels, value range; an empty batch is an error
     outputs = model(ops.convert_to_tensor(images), training=False)
     targets = target_indices(model, images, target, outputs)
     size = images.shape[1:3]

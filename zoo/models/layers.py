@@ -29,6 +29,36 @@ def he_normal_fan_out():
     return keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
 
 
+@keras.saving.register_keras_serializable(package="attention_zoo")
+class Subsample(layers.Layer):
+    """Every `step`-th pixel, from the first: ``x[:, ::step, ::step, :]``. Followed by a stride-1
+    1x1 convolution it gives the same numbers as the strided 1x1 convolution (which only samples
+    pixels ``0, step, 2 step, ...``, with "same" or "valid" padding) with the same weights.
+
+    Why: on CPUs with AVX512-BF16, TensorFlow 2.21's oneDNN ``Conv2DBackpropFilter`` of a 1x1
+    stride-2 convolution corrupts the heap (segfault or abort) for few channels (<= 8 in, <= 16
+    out) at even sizes from 56 to 94 px, e.g. the projection shortcut of the width-8 ABN ResNet-20
+    at 60x60; TensorFlow runs that op even for input gradients (SmoothGrad, Integrated Gradients,
+    FGSM). Split this way the op never runs. ``scripts/repro_onednn_conv_crash.py`` reproduces the
+    crash with TensorFlow alone.
+    """
+
+    def __init__(self, step=2, **kwargs):
+        super().__init__(**kwargs)
+        self.step = int(step)
+
+    def call(self, x):
+        return x[:, :: self.step, :: self.step, :]
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape
+        return (batch, None if height is None else -(-height // self.step),
+                None if width is None else -(-width // self.step), channels)
+
+    def get_config(self):
+        return {**super().get_config(), "step": self.step}
+
+
 def conv(filters, kernel_size, strides=1, name=None, use_bias=False):
     """'same'-padded convolution with the zoo's default initialisation."""
     return layers.Conv2D(
@@ -49,6 +79,8 @@ def batch_norm(name=None, synchronized=False, epsilon=BN_EPSILON):
 
 def conv_bn(x, filters, kernel_size, strides=1, name="", relu=True, sync_bn=False):
     """conv -> BN (-> ReLU)."""
+    if kernel_size == 1 and strides != 1:  # a strided 1x1 conv as subsampling + 1x1 conv (see Subsample)
+        x, strides = Subsample(strides, name=f"{name}_subsample")(x), 1
     x = conv(filters, kernel_size, strides, name=f"{name}_conv")(x)
     x = batch_norm(f"{name}_bn", sync_bn)(x)
     return layers.ReLU(name=f"{name}_relu")(x) if relu else x

@@ -19,11 +19,14 @@ What a train step computes, whichever engine drives it (:mod:`zoo.training.loop`
 """
 
 import dataclasses
+import math
 
 import keras
+import numpy as np
 from keras import ops
 
 from zoo import registry, tasks
+from zoo.errors import TrainingDiverged
 from zoo.training import autodiff
 
 
@@ -39,6 +42,21 @@ class LossSchedule:
     def value(self, epoch):
         progress = ops.clip(ops.cast(epoch, "float32") / max(float(self.epochs), 1e-9), 0.0, 1.0)
         return self.start + (self.end - self.start) * progress
+
+
+def tap_output(model, name):
+    """The symbolic output of layer `name` inside `model`'s graph. For a nested model (a
+    ``keras.applications`` backbone declared as a tap) ``.output`` is its own graph's output, not
+    connected to `model`'s input: the node of its call that belongs to `model`'s graph is used
+    (Keras keys a graph's nodes ``<id(layer)>_ib-<index>``; cutting models adds other nodes)."""
+    layer = model.get_layer(name)
+    if not isinstance(layer, keras.Model):
+        return layer.output
+    for index, node in enumerate(layer._inbound_nodes):
+        if f"{id(layer)}_ib-{index}" in model._nodes:
+            outputs = node.output_tensors
+            return outputs[0] if len(outputs) == 1 else outputs
+    raise ValueError(f"layer {name!r} is not called inside {model.name}")
 
 
 class TrainingCore:
@@ -69,7 +87,7 @@ class TrainingCore:
             return None
         if tap == "gradcam":
             tap = registry.feature_info(model).gradcam_layer
-        features = model.get_layer(tap).output
+        features = tap_output(model, tap)
         return keras.Model(model.input, features), keras.Model([model.input, features], model.output)
 
     @property
@@ -188,3 +206,26 @@ class BestEpoch:
             for variable, value in zip(self.model.weights, self.weights):
                 variable.assign(value)
         return self.epoch
+
+
+def check_finite_loss(loss, step, config, checkpoint_note=""):
+    """Stop a run whose loss is NaN or infinite (both engines): raise :class:`TrainingDiverged`
+    with what to change. Nothing is saved as trained; the checkpoints written so far were
+    written from finite weights (:func:`check_finite_weights`) and stay."""
+    loss = float(loss)
+    if math.isfinite(loss):
+        return
+    raise TrainingDiverged(
+        f"the training loss became {loss} at step {step}; nothing was saved as trained{checkpoint_note}. "
+        f"Lower the learning rate (--lr {config.lr:g} now, try {config.lr / 10:g}), add a warm-up "
+        "(--warmup-epochs 1), or check the data for broken images or labels")
+
+
+def check_finite_weights(variables, step, config):
+    """Refuse to checkpoint weights that are no longer finite (the update after the last finite
+    loss can be the one that overflowed), so the last checkpoint is always a good one."""
+    for variable in variables:
+        if not np.isfinite(ops.convert_to_numpy(variable)).all():
+            raise TrainingDiverged(
+                f"the weights became non-finite ({variable.path}) by step {step}; no checkpoint was written from "
+                f"them and nothing was saved as trained. Lower the learning rate (--lr {config.lr:g} now)")

@@ -44,6 +44,7 @@ def finetune(
     split="train",
     test_split="test",
     val_split=None,
+    force=False,
 ):
     """Fine-tune `pretrained` (a name ``zoo.load`` accepts) on `data`; returns (model, history).
 
@@ -51,9 +52,11 @@ def finetune(
     with an ``attributes.csv``, an ``.npz``, a tfds name, a source); its task (single- or
     multi-label) becomes the model's. The declared heads start fresh unless the data has exactly
     the pretrained model's classes or attributes (by name, in any order). With ``config.keep_best``
-    the epoch with the best accuracy on `val_split` of `data` is saved. Defaults: 10 epochs, lr 0.01, cosine schedule.
+    the epoch with the best accuracy on `val_split` of `data` is saved. An existing model in
+    `output_dir` is replaced only with `force`. Defaults: 10 epochs, lr 0.01, cosine schedule.
     """
     config = config or ztrain.TrainConfig(epochs=10, lr=0.01)
+    hub.check_model_output(output_dir, force)  # before any work: an existing model only with force
     pretrained_config, _ = hub.read_config(pretrained)
     image_size = pretrained_config.get("image_size") or pretrained_config["build"]["input_shape"][:2]
     image_size = tuple(size or 32 for size in image_size)  # a dynamic-size model: CIFAR-sized by default
@@ -83,5 +86,5 @@ def finetune(
     history = trainer.fit(resume=resume)
     if ztrain.is_chief(trainer.strategy):
         extra = {**trainer.run_summary(history), "image_size": list(image_size)}
-        hub.save_model(trainer.model, output_dir, extra=extra)
+        hub.save_model(trainer.model, output_dir, extra=extra, force=force)
     return trainer.model, history

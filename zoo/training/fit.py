@@ -14,6 +14,7 @@ with that epoch's data order, so the steps it had done run twice).
 import json
 import math
 import os
+import sys
 import time
 
 import keras
@@ -23,7 +24,7 @@ from keras import ops
 from zoo.data.augment import batch_augmentation, crop_flip_batch, crop_flip_params, epoch_order
 from zoo.data.sources import ArraySource
 from zoo.training import setup
-from zoo.training.core import BestEpoch, TrainingCore, validation_score
+from zoo.training.core import BestEpoch, TrainingCore, check_finite_loss, check_finite_weights, validation_score
 from zoo.training.recipe import AugmentConfig, TrainConfig, dtype_policy, run_summary
 
 
@@ -113,7 +114,7 @@ class FitModel(keras.Model):
 
 
 def fit(model, train_data, config: TrainConfig, test_data=None, build_kwargs=None, output_dir=None, resume=False,
-        val_data=None):
+        val_data=None, force=False):
     """Train `model` (architecture name or factory) with ``model.fit`` on a data source (or an
     ``(images, labels)`` tuple); returns ``(model, history_dict)``.
 
@@ -121,9 +122,16 @@ def fit(model, train_data, config: TrainConfig, test_data=None, build_kwargs=Non
     then ``keep_best`` may pick the best epoch on it), else `test_data`.
 
     Checkpoints go to ``config.checkpoint_dir`` every ``config.checkpoint_every`` steps
-    (BackupAndRestore); without ``resume`` an existing backup there is an error.
+    (BackupAndRestore); without ``resume`` an existing backup there is an error. `output_dir` is
+    checked before training, as by the loop engine (an existing model is replaced only with `force`).
+    A non-finite loss stops the run (:class:`zoo.errors.TrainingDiverged`) with nothing saved.
     """
+    from zoo.hub import check_model_output, save_model
+
     setup.check_engine_options("fit", config)
+    setup.check_config(config, resume)
+    if output_dir:
+        check_model_output(output_dir, force)
     train_data, test_data, val_data = as_source(train_data), as_source(test_data), as_source(val_data)
     setup.check_keep_best(config, val_data)
     per_epoch = setup.steps_per_epoch(len(train_data), config.batch_size)
@@ -138,15 +146,18 @@ def fit(model, train_data, config: TrainConfig, test_data=None, build_kwargs=Non
     batches = ArrayBatches(train_data, config.batch_size, True, config.seed, config.augment,
                            labels_in_inputs=labels_in_inputs)
     trainer(batches[0][0])  # built before fit (BackupAndRestore needs it)
-    callbacks = [DataEpoch(batches), EpochTimer(), StopAtStep(setup.total_steps(config, per_epoch), per_epoch)]
+    callbacks = [StopOnNonFinite(config), DataEpoch(batches), EpochTimer(),
+                 StopAtStep(setup.total_steps(config, per_epoch), per_epoch)]
     if config.checkpoint_dir:
         os.makedirs(config.checkpoint_dir, exist_ok=True)
         backup = os.path.join(config.checkpoint_dir, "backup")
         if os.path.isdir(backup) and os.listdir(backup) and not resume:
             raise FileExistsError(f"{backup} holds a backup: pass resume=True (--resume) or use another directory")
-        setup.check_resume_config(config.checkpoint_dir, config, resume)
-        callbacks.append(keras.callbacks.BackupAndRestore(backup, save_freq=config.checkpoint_every,
-                                                          delete_checkpoint=False))
+        if resume and not (os.path.isdir(backup) and os.listdir(backup)):
+            print(f"note: {config.checkpoint_dir} holds no checkpoint yet; starting from step 0", file=sys.stderr)
+        setup.check_resume_config(config.checkpoint_dir, config, resume, net, train_data)
+        callbacks.append(FiniteBackupAndRestore(config, backup, save_freq=config.checkpoint_every,
+                                                delete_checkpoint=False))
         callbacks.append(keras.callbacks.CSVLogger(os.path.join(config.checkpoint_dir, "log.csv"), append=resume))
     if config.log_dir:
         callbacks.append(keras.callbacks.TensorBoard(config.log_dir, update_freq=config.log_every))
@@ -164,12 +175,49 @@ def fit(model, train_data, config: TrainConfig, test_data=None, build_kwargs=Non
         extra["kept_epoch"] = best.best.restore()
         print(json.dumps({"kept_epoch": extra["kept_epoch"], "val_score": best.best.score}), flush=True)
     if output_dir:
-        from zoo.hub import save_model
-
         step = ops.convert_to_numpy(optimizer.iterations)
         save_model(net, output_dir, extra={**run_summary(config, step, per_epoch, history_fit=history.history),
-                                           **extra})
+                                           **extra}, force=force)
     return net, history.history
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """The fit engine's side of :func:`zoo.training.core.check_finite_loss`: the first batch whose
+    loss is not finite stops the run with :class:`zoo.errors.TrainingDiverged` (first in the
+    callback list, so no later callback saves anything from that step)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if logs and "loss" in logs:
+            note = f" (the last good checkpoint in {self.config.checkpoint_dir} is kept)" if (
+                self.config.checkpoint_dir) else ""
+            check_finite_loss(logs["loss"], self.epoch * self.params.get("steps", 0) + batch + 1, self.config, note)
+
+
+class FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """``BackupAndRestore`` that never writes a backup from non-finite weights
+    (:func:`zoo.training.core.check_finite_weights`), so the last backup is a good one, and that
+    also backs up at every epoch end (Keras does only every `save_freq` steps), so a resume after a
+    finished epoch starts the next one instead of running the finished one again."""
+
+    def __init__(self, config, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.config = config
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)  # the next epoch becomes the one a resume starts
+        if self.save_freq != "epoch":
+            self._save_model()
+
+    def _save_model(self):
+        check_finite_weights(self.model.trainable_variables, "this one", self.config)
+        super()._save_model()
 
 
 class KeepBest(keras.callbacks.Callback):

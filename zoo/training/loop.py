@@ -18,7 +18,6 @@ than one replica. It adds:
 
 import json
 import logging
-import math
 import os
 import shutil
 import sys
@@ -30,8 +29,16 @@ import keras
 import tensorflow as tf
 
 from zoo import data as zdata
+from zoo.errors import DamagedFile
 from zoo.training import setup
-from zoo.training.core import BestEpoch, TrainingCore, scalar_metrics, validation_score
+from zoo.training.core import (
+    BestEpoch,
+    TrainingCore,
+    check_finite_loss,
+    check_finite_weights,
+    scalar_metrics,
+    validation_score,
+)
 from zoo.training.recipe import TrainConfig, dtype_policy, learning_rate_schedule, run_summary  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
@@ -124,12 +131,15 @@ class Trainer:
             log.info("resumed from %s at step %d", path, step)
             return step
         if candidates:
-            raise RuntimeError(f"no readable checkpoint in {self.config.checkpoint_dir} (tried {len(candidates)}); "
-                               "remove them to start over")
+            raise DamagedFile(f"no readable checkpoint in {self.config.checkpoint_dir} (tried {len(candidates)}): "
+                              "they are damaged; start a new --checkpoint-dir (these are left as they are)")
+        print(f"note: {self.config.checkpoint_dir} holds no checkpoint yet; starting from step 0", file=sys.stderr)
         return 0
 
     def save_checkpoint(self):
         if self.manager is not None:
+            step = int(self.optimizer.iterations.numpy())
+            check_finite_weights(self.model.trainable_variables, step, self.config)
             self.manager.save(checkpoint_number=int(self.optimizer.iterations.numpy()))
 
     # -- steps ---------------------------------------------------------------------------------
@@ -177,8 +187,9 @@ class Trainer:
                 f"{config.checkpoint_dir} already holds checkpoints: pass resume=True (--resume) to "
                 "continue that run, or choose an empty checkpoint directory"
             )
+        setup.check_config(config, resume)
         if is_chief(self.strategy):
-            setup.check_resume_config(config.checkpoint_dir, config, resume)
+            setup.check_resume_config(config.checkpoint_dir, config, resume, self.model, self.train_data)
         step = self.restore() if resume else 0
         writer = tf.summary.create_file_writer(config.log_dir) if config.log_dir and is_chief(self.strategy) else None
         history = self.load_history() if resume else []
@@ -196,8 +207,7 @@ class Trainer:
             for in_epoch in range(in_epoch, steps_this_epoch):
                 loss = self._train_step(iterator)
                 step += 1
-                if not math.isfinite(float(loss)):
-                    raise FloatingPointError(f"loss became {float(loss)} at step {step}; lower the learning rate")
+                check_finite_loss(loss, step, config, self.checkpoint_note())
                 if self.manager is not None and step % config.checkpoint_every == 0:
                     self.save_checkpoint()
                 if writer is not None and step % config.log_every == 0:
@@ -235,6 +245,11 @@ class Trainer:
         if config.keep_best:
             self.restore_best(history)
         return history
+
+    def checkpoint_note(self):
+        """Where the last good checkpoint is, for a message about a stopped run."""
+        latest = self.manager.latest_checkpoint if self.manager is not None else None
+        return f" (the last good checkpoint, {latest}, is kept)" if latest else ""
 
     def restore_best(self, history):
         """Put the best validation epoch's weights back (after a resume: re-evaluated if needed)."""
@@ -282,16 +297,22 @@ class Trainer:
 
 
 def train(model, train_data, config: Optional[TrainConfig] = None, test_data=None, strategy=None, resume=False,
-          output_dir=None, build_kwargs=None, val_data=None):
+          output_dir=None, build_kwargs=None, val_data=None, force=False):
     """Train `model` (an architecture name or a model factory) and optionally save it.
 
     Returns ``(model, history)``; with `output_dir`, the trained model is written there with
-    :func:`zoo.hub.save_model` (loadable by ``zoo.load(output_dir)``).
+    :func:`zoo.hub.save_model` (loadable by ``zoo.load(output_dir)``). `output_dir` is checked
+    before training (:func:`zoo.hub.check_model_output`: an existing model is replaced only with
+    `force`, any other non-empty folder or a file never).
     """
+    from zoo.hub import check_model_output, save_model
+
+    config = config or TrainConfig()
+    setup.check_config(config, resume)
+    if output_dir:
+        check_model_output(output_dir, force)
     trainer = Trainer(model, train_data, config or TrainConfig(), test_data, strategy, build_kwargs, val_data)
     history = trainer.fit(resume=resume)
     if output_dir and is_chief(trainer.strategy):
-        from zoo.hub import save_model
-
-        save_model(trainer.model, output_dir, extra=trainer.run_summary(history))
+        save_model(trainer.model, output_dir, extra=trainer.run_summary(history), force=force)
     return trainer.model, history

@@ -4,11 +4,13 @@ optimizer, the step counts, and the checks that keep a run from training on wron
 import json
 import math
 import os
+import zlib
 
 import keras
 import numpy as np
 
 from zoo import registry, tasks
+from zoo.errors import InvalidInput, ResumeMismatch
 from zoo.training.recipe import TrainConfig, learning_rate_schedule
 
 # TrainConfig fields each engine cannot honour, with what to do instead
@@ -101,28 +103,103 @@ def check_engine_options(engine, config: TrainConfig, strategy=None):
         raise ValueError("the fit engine does not support: " + "; ".join(problems))
 
 
+def check_config(config: TrainConfig, resume=False):
+    """Refuse a recipe that cannot train as asked (both engines, before any work): counts that
+    must be positive, rates in range, options that the chosen schedule would ignore, and a
+    resume with nothing to resume from."""
+    problems = []
+    for field in ("epochs", "batch_size", "checkpoint_every", "eval_batch_size", "log_every"):
+        if int(getattr(config, field)) < 1:
+            problems.append(f"{field} must be at least 1, got {getattr(config, field)}")
+    if config.max_steps is not None and config.max_steps < 1:
+        problems.append(f"max_steps must be at least 1, got {config.max_steps}")
+    if not config.lr >= 0 or not math.isfinite(config.lr):  # 0 is allowed here: a run that only measures
+        problems.append(f"lr must be a finite number >= 0, got {config.lr}")
+    if not 0 <= config.momentum < 1:
+        problems.append(f"momentum must be in [0, 1), got {config.momentum}")
+    if config.weight_decay < 0:
+        problems.append(f"weight_decay must be >= 0, got {config.weight_decay}")
+    if not 0 <= config.label_smoothing < 1:
+        problems.append(f"label_smoothing must be in [0, 1), got {config.label_smoothing}")
+    if config.schedule == "step" and config.warmup_epochs:
+        problems.append("warmup_epochs applies to the cosine schedule only (--schedule step has no warm-up): drop "
+                        "--warmup-epochs or use --schedule cosine")
+    if config.warmup_epochs < 0 or config.warmup_epochs >= config.epochs:
+        problems.append(f"warmup_epochs must be in [0, epochs={config.epochs}), got {config.warmup_epochs}")
+    if resume and not config.checkpoint_dir:
+        problems.append("resume needs the checkpoints of the run to continue: pass --checkpoint-dir (checkpoint_dir)")
+    if problems:
+        raise InvalidInput("; ".join(problems))
+
+
 RUN_CONFIG = "run_config.json"
 RESUME_FIELDS = ("epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "schedule", "milestones",
                  "gamma", "warmup_epochs", "label_smoothing", "loss_kwargs", "loss_schedules", "mixed_precision",
                  "seed", "augment")
 
 
-def check_resume_config(checkpoint_dir, config: TrainConfig, resume):
-    """Record the recipe beside the checkpoints; a resume with a different recipe (batch size,
-    seed, learning rate, ...) is an error rather than a run whose saved config would lie."""
+def data_fingerprint(source):
+    """What identifies a training set for ``--resume``: where it comes from, its size in bytes
+    (files) and its number of examples and classes."""
+    origin = getattr(source, "origin", None)
+    fingerprint = {"kind": type(source).__name__, "examples": len(source), "classes": list(source.class_names)}
+    if origin is not None:
+        fingerprint["origin"] = str(origin)
+        fingerprint["split"] = getattr(source, "split", None)
+    if origin is not None and os.path.isfile(str(origin)):
+        fingerprint["bytes"] = os.path.getsize(str(origin))
+    elif getattr(source, "paths", None) is not None:
+        fingerprint["bytes"] = int(sum(os.path.getsize(p) for p in source.paths))
+    elif getattr(source, "images", None) is not None:
+        fingerprint["bytes"] = int(source.images.nbytes)
+        fingerprint["crc32"] = zlib.crc32(np.ascontiguousarray(source.images)) ^ zlib.crc32(
+            np.ascontiguousarray(source.labels))
+    return fingerprint
+
+
+def run_record(config: TrainConfig, model, train_data):
+    """The run as ``run_config.json`` records it: the recipe, the architecture with its builder
+    arguments, and the data's fingerprint (JSON types, as read back)."""
+    record = {k: v for k, v in config.to_json().items() if k in RESUME_FIELDS}
+    record["arch"] = model.zoo_config["arch"]
+    record["build"] = model.zoo_config["build"]
+    record["data"] = data_fingerprint(train_data)
+    return json.loads(json.dumps(record, default=str))
+
+
+def describe_change(key, saved, current):
+    if key == "build":
+        changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        return "builder arguments: " + ", ".join(f"{k} {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
+    if key == "data":
+        changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        return "data: " + ", ".join(f"{k} {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
+    return f"{key}: {saved!r} -> {current!r}"
+
+
+def check_resume_config(checkpoint_dir, config: TrainConfig, resume, model=None, train_data=None):
+    """Record the run beside the checkpoints (:func:`run_record`); a resume onto another run (a
+    different recipe, architecture, builder argument or data) is an error that says what
+    differs, before any checkpoint is read. Fields an older record lacks are not compared."""
     if not checkpoint_dir:
         return
     os.makedirs(checkpoint_dir, exist_ok=True)
     path = os.path.join(checkpoint_dir, RUN_CONFIG)
-    current = {k: v for k, v in config.to_json().items() if k in RESUME_FIELDS}
-    current = json.loads(json.dumps(current))  # tuples -> lists, as read back
+    if model is not None:
+        current = run_record(config, model, train_data)
+    else:
+        current = json.loads(json.dumps({k: v for k, v in config.to_json().items() if k in RESUME_FIELDS}))
     if resume and os.path.exists(path):
         with open(path) as f:
             saved = json.load(f)
-        changed = [f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in RESUME_FIELDS if saved.get(k) != current[k]]
+        if "data" in saved and "data" in current:  # older records have no bytes/crc32: compare what both have
+            saved["data"] = {k: v for k, v in saved["data"].items() if k in current["data"]}
+            current["data"] = {k: v for k, v in current["data"].items() if k in saved["data"]}
+        changed = [describe_change(k, saved[k], current[k]) for k in current if k in saved and saved[k] != current[k]]
         if changed:
-            raise ValueError(f"--resume with a different recipe than the run in {checkpoint_dir} ("
-                             + "; ".join(changed) + "): pass the original values, or start a new --checkpoint-dir")
+            raise ResumeMismatch(f"--resume onto a different run than the one in {checkpoint_dir} ("
+                                 + "; ".join(changed) + "): pass the original values and data, or start a new "
+                                 "--checkpoint-dir")
         return
     with open(path + ".tmp", "w") as f:
         json.dump(current, f, indent=1)
