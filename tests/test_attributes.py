@@ -257,3 +257,25 @@ def test_cli_evaluates_and_compares_transformed_models(tmp_path, capsys):
     assert len(json.loads((tmp_path / "r.json").read_text())) == 3 and transformed in capsys.readouterr().out
     assert main(["evaluate", f"{tmp_path / 'm'}@mask_transform=blur", "--data", str(tmp_path / "faces.npz")]) == 2
     assert "mask_transform must be one of" in capsys.readouterr().err
+
+
+def test_every_attribute_present_is_shown_not_the_first_five(tmp_path, capsys):
+    """Before: zoo predict showed 5 attributes although 11 were at or above 0.5 (Smiling hidden)."""
+    from PIL import Image
+
+    from zoo import tasks
+    from zoo.cli import main
+
+    names = [f"attr{i}" for i in range(14)]
+    probabilities = np.linspace(0.95, 0.3, 14)  # 10 at or above 0.5 (0.95, 0.90, ..., 0.50)
+    shown = tasks.get_task("multilabel").describe(probabilities, names, top_k=5)
+    assert [n for n, _ in shown] == names[:10]
+    model = zoo.build("abn_multitask_faceresnet20", **{**TINY_FACE, "num_classes": 14})
+    zoo.save_model(model, tmp_path / "m", class_names=names)
+    Image.fromarray(images(1)[0].astype("uint8")).save(tmp_path / "face.png")
+    assert main(["predict", str(tmp_path / "face.png"), "--model", str(tmp_path / "m"), "--threshold", "0",
+                 "--overlay-dir", str(tmp_path / "ov")]) == 0
+    printed = capsys.readouterr().out
+    assert all(f"  {name}\n" in printed for name in names)  # all 14 at or above the threshold 0, not 5
+    figure = Image.open(tmp_path / "ov" / "face.attention.png")
+    assert figure.size[1] > 2.5 * 100  # 15 panels wrap into 3 rows of up to 6, none left out

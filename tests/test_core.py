@@ -235,3 +235,15 @@ def test_grad_cam_in_training_through_batch_norm_of_an_abn():
     finally:
         registry.unregister_model("test_abn_gradcam")
         registry.unregister_model("test_abn_plain")
+
+
+def test_an_epoch_of_few_steps_or_many_left_out_images_is_warned_about():
+    """Before: 180 images with the default batch 128 ran 1 step per epoch and left 52 images out
+    without a word (fine-tuning ended at chance)."""
+    with pytest.warns(UserWarning, match=r"1 step\(s\) per epoch, 52 images \(29%\) left out.*--batch-size 16"):
+        assert setup.steps_per_epoch(180, 128) == 1
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert setup.steps_per_epoch(50_000, 128) == 390  # 80 of 50,000 left out, 390 steps: no warning

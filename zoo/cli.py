@@ -432,7 +432,8 @@ def build_parser():
     p = add_command(sub, "predict", "top-5 classes (or the attributes present) and an attention overlay per image")
     p.add_argument("images", nargs="+", help="image files (PNG, JPEG, BMP, GIF)")
     p.add_argument("--model", default=DEFAULT_MODEL, help="pretrained name or saved model folder")
-    p.add_argument("--top-k", type=POSITIVE_INT, default=5, help="classes shown (multiclass models)")
+    p.add_argument("--top-k", type=POSITIVE_INT, default=5, help="classes shown (multiclass models; attribute models "
+                                                                  "show every attribute at or above --threshold)")
     p.add_argument("--threshold", type=UNIT_INTERVAL, default=None,
                    help="probability from which an attribute is shown as present (multi-label models; None: 0.5)")
     p.add_argument("--overlay-dir", default=".", help="where <image>.attention.png is written (never beside the "

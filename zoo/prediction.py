@@ -112,13 +112,13 @@ def overlay_names(paths, suffix=".attention.png"):
 
 
 def predict_files(model, paths, top_k=5, overlay_dir=None, display_size=(256, 256), threshold=None, map_name=None,
-                  attribute=None, max_maps=6):
+                  attribute=None, max_maps=None):
     """:func:`predict` on image files. With `overlay_dir`, writes per input ``<stem>.attention.png``
     (distinct names when inputs share a file name) of the map `map_name` (default: the
     architecture's first declared map):
 
     - a map with one channel per attribute: a figure of the face and the maps of the (up to
-      `max_maps`) attributes predicted present, most probable first, named, with a colour bar;
+      `max_maps`, default all) attributes predicted present, most probable first, named, with a colour bar;
     - otherwise: the overlay of the map on the image;
     - and, for a model with per-channel masks (multi-channel attention), ``<stem>.channels.png``
       (the channel-importance matrix, attributes x channels) and ``<stem>.channel_masks.png``
@@ -162,10 +162,13 @@ def predict_files(model, paths, top_k=5, overlay_dir=None, display_size=(256, 25
 
 
 def attributes_to_draw(result, count):
-    """The attributes predicted present, most probable first, else the most probable ones."""
+    """The attributes predicted present, most probable first (up to `count`, None: all), else the
+    most probable ones (3 unless `count` says)."""
     present = [label for label, _ in result["predictions"]]
+    if present:
+        return present[:count]
     ranked = sorted(result["probabilities"], key=lambda k: -result["probabilities"][k])
-    return (present or ranked)[:count]
+    return ranked[: count or 3]
 
 
 def save_channel_figures(model, image, output, attribute, target, num_channels=5):

@@ -136,10 +136,11 @@ class MultilabelTask(Task):
         return MultilabelEvaluator(label_names)
 
     def describe(self, probabilities, label_names, top_k=None, threshold=None):
-        """The attributes predicted present (probability >= threshold), most probable first."""
+        """Every attribute predicted present (probability >= threshold), most probable first
+        (`top_k` is for single-label models and is ignored: no present attribute is hidden)."""
         threshold = self.threshold if threshold is None else threshold
-        order = [j for j in np.argsort(-probabilities) if probabilities[j] >= threshold]
-        return [(label_names[j], float(probabilities[j])) for j in order[:top_k]]
+        order = [j for j in np.argsort(-probabilities, kind="stable") if probabilities[j] >= threshold]
+        return [(label_names[j], float(probabilities[j])) for j in order]
 
 
 _TASKS = {"multiclass": MulticlassTask(), "multilabel": MultilabelTask()}

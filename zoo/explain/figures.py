@@ -29,15 +29,18 @@ def enlarge(image, display_size):
 
 
 def save_map_figure(path, image, panels, title=None, display_size=(192, 192), colorbar_label="attention (0-1)",
-                    cmap="jet"):
-    """Write the image and one overlay per ``(name, map)`` of `panels` (maps (H, W) in [0, 1]) in a
-    row, with the names as panel titles and a shared colour bar; returns `path`."""
+                    cmap="jet", columns=6):
+    """Write the image and one overlay per ``(name, map)`` of `panels` (maps (H, W) in [0, 1]) in
+    rows of up to `columns` panels, with the names as panel titles and a shared colour bar;
+    returns `path`."""
     plt = _pyplot()
     import matplotlib
 
     picture = enlarge(image, display_size)
-    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(2.3 * (len(panels) + 1) + 0.6, 2.8), squeeze=False)
-    axes = axes[0]
+    count = len(panels) + 1
+    width, rows = min(count, columns), -(-count // columns)
+    fig, grid = plt.subplots(rows, width, figsize=(2.3 * width + 0.6, 2.8 * rows), squeeze=False)
+    axes = grid.ravel()
     axes[0].imshow(picture)
     axes[0].set_title("input", fontsize=9)
     for ax, (name, attention) in zip(axes[1:], panels):

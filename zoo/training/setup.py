@@ -4,6 +4,7 @@ optimizer, the step counts, and the checks that keep a run from training on wron
 import json
 import math
 import os
+import warnings
 import zlib
 
 import keras
@@ -19,12 +20,21 @@ FIT_UNSUPPORTED = {
 }
 
 
+FEW_STEPS = 10  # fewer optimizer steps per epoch than this is warned about
+
+
 def steps_per_epoch(num_examples, batch_size):
     """Full batches per epoch (the last partial batch is dropped when training)."""
     steps = num_examples // batch_size
     if steps == 0:
-        raise ValueError(f"{num_examples} training images is less than one batch of {batch_size}; "
-                         "lower --batch-size")
+        raise InvalidInput(f"{num_examples} training images is less than one batch of {batch_size}; "
+                           "lower --batch-size")
+    dropped = num_examples - steps * batch_size
+    if steps < FEW_STEPS or dropped > num_examples // 10:
+        suggestion = max(1, 2 ** int(math.log2(max(1, num_examples // FEW_STEPS))))
+        warnings.warn(f"{num_examples} training images in batches of {batch_size}: {steps} step(s) per epoch, "
+                      f"{dropped} images ({dropped / num_examples:.0%}) left out of every epoch; a small data set "
+                      f"learns better with more, smaller steps: try --batch-size {suggestion}", stacklevel=2)
     return steps
 
 
