@@ -217,3 +217,21 @@ def test_explain_and_benchmark_commands(tiny_model, tmp_path, capsys):
     (row,) = json.loads((tmp_path / "d.json").read_text())
     assert "pointing" not in row and 0 <= row["deletion"] <= 1 and 0 <= row["insertion"] <= 1
     assert main(["benchmark", str(tmp_path / "m"), "--data", str(tmp_path / "a.png")]) == 2
+
+
+def test_explain_defaults_to_the_methods_the_model_supports(tmp_path, capsys):
+    """Before: the default --methods (with 'attention') failed on a plain baseline."""
+    from PIL import Image
+
+    from zoo.cli import main
+
+    plain = zoo.build("plain_faceresnet20", num_classes=2, input_shape=(32, 32, 3), width=4)
+    zoo.save_model(plain, tmp_path / "plain", class_names=["a", "b"])
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3)).astype("uint8")).save(tmp_path / "x.png")
+    assert main(["explain", str(tmp_path / "plain"), str(tmp_path / "x.png"), "--out", str(tmp_path / "ex")]) == 0
+    assert (tmp_path / "ex" / "x.explain.png").exists()
+    from zoo.cli import default_explain_methods
+
+    assert default_explain_methods(plain) == ["gradcam", "gradcam++"]
+    abn = zoo.build("abn_resnet20", num_classes=2, input_shape=(16, 16, 3), depth=8, width=4)
+    assert default_explain_methods(abn) == ["attention", "gradcam", "gradcam++"]

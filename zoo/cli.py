@@ -330,13 +330,22 @@ def attention_options(args, models):
     return {"attention_map": args.attention_map}
 
 
+def default_explain_methods(model):
+    """The model's own attention (where it declares maps) and Grad-CAM / Grad-CAM++."""
+    from zoo import registry
+
+    own = ["attention"] if registry.feature_info(model).maps else []
+    return [*own, "gradcam", "gradcam++"]
+
+
 def cmd_explain(args):
     from zoo.explain.figures import explain_files
 
     check_outputs(args, (args.out, "folder"))
     model = load_model(args.model)
     options = attention_options(args, [model])
-    for path in explain_files(model, args.images, args.methods, args.out, target=args.target, **options):
+    methods = args.methods or default_explain_methods(model)
+    for path in explain_files(model, args.images, methods, args.out, target=args.target, **options):
         print(path)
 
 
@@ -490,8 +499,9 @@ def build_parser():
     p = add_command(sub, "explain", "one figure per image: the model's own attention and post-hoc explanations")
     p.add_argument("model", help="pretrained name or saved model folder")
     p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--methods", nargs="+", choices=METHODS, default=["attention", "gradcam", "gradcam++"],
-                   help="'attention' needs a model with maps of its own")
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=None,
+                   help="None: attention, gradcam and gradcam++, without attention for a model that has no maps of "
+                        "its own (a plain baseline)")
     p.add_argument("--target", default=None, help="class or attribute name (None: the predicted one)")
     p.add_argument("--attention-map", default=None, help="which declared map is 'attention' (None: the model's "
                                                          "first, e.g. LTPA's attention_1; try attention_2)")
