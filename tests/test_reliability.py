@@ -79,6 +79,10 @@ def test_replace_refuses_to_put_a_file_over_a_folder(tmp_path):
     with pytest.raises(errors.OutputRefused):
         files.replace(scratch, tmp_path / "folder")
     assert (tmp_path / "folder").is_dir()
+    (tmp_path / "folder" / "earlier.attention.png").write_bytes(b"png")  # a folder of derived names may exist
+    assert files.check_output(tmp_path / "folder", kind="container") == tmp_path / "folder"
+    with pytest.raises(errors.OutputRefused, match="is a file"):
+        files.check_output(scratch, kind="container")
 
 
 def test_train_checks_its_output_before_any_work(workspace, tmp_path, capsys, monkeypatch):

@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no TensorFlow info logs (see import_tensorflow_quietly)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no TensorFlow info logs (the rest: zoo.startup)
 
 DEFAULT_MODEL = "abn_resnet20.cifar10"
 
@@ -239,7 +239,7 @@ def cmd_predict(args):
     from zoo.prediction import predict_files
 
     if not args.no_overlay:
-        check_outputs(args, (args.overlay_dir, "folder"))
+        check_outputs(args, (args.overlay_dir, "container"))
     model = zoo.load(args.model)
     results = predict_files(model, args.images, args.top_k, None if args.no_overlay else args.overlay_dir,
                             threshold=args.threshold, map_name=args.map, attribute=args.attribute)
@@ -258,22 +258,13 @@ def cmd_predict(args):
 
 def check_outputs(args, *targets):
     """Refuse up front (before any slow work) what a command would write wrongly, by the one rule
-    of :func:`zoo.files.check_output`: an existing file without --force, a folder where a file is
-    wanted or the reverse. A target is a path (a file) or ``(path, "folder")``: a folder the
-    command writes its own derived names into, which may exist (only a file there is refused)."""
-    from pathlib import Path
-
+    of :func:`zoo.files.check_output`. A target is a path (a file) or ``(path, kind)``."""
     from zoo import files
 
     for target in targets:
         path, kind = target if isinstance(target, tuple) else (target, "file")
-        if not path:
-            continue
-        if kind == "folder":
-            if Path(path).exists() and not Path(path).is_dir():
-                raise files.OutputRefused(f"{path} is a file; this output is a folder: choose another name")
-        else:
-            files.check_output(path, getattr(args, "force", False), "file")
+        if path:
+            files.check_output(path, getattr(args, "force", False), kind)
 
 
 def cmd_evaluate(args):
@@ -341,7 +332,7 @@ def default_explain_methods(model):
 def cmd_explain(args):
     from zoo.explain.figures import explain_files
 
-    check_outputs(args, (args.out, "folder"))
+    check_outputs(args, (args.out, "container"))
     model = load_model(args.model)
     options = attention_options(args, [model])
     methods = args.methods or default_explain_methods(model)

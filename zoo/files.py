@@ -65,12 +65,18 @@ def check_output(target, force=False, kind="file", replaceable=None):
     - an existing file: refused unless `force`;
     - an existing folder: an empty one is used as it is; one that holds what the zoo writes there
       (``replaceable(path)`` is true: a saved model, a SavedModel) is replaced only with `force`;
-      a folder that holds anything else is refused always (it is someone's work).
+      a folder that holds anything else is refused always (it is someone's work);
+    - kind ``"container"``: a folder the command writes files of its own naming into
+      (``--overlay-dir``, ``--out``): it may exist and hold anything; only a file there is refused.
     """
     target = Path(target)
-    if kind not in ("file", "folder"):
-        raise ValueError(f"kind must be 'file' or 'folder', got {kind!r}")
+    if kind not in ("file", "folder", "container"):
+        raise ValueError(f"kind must be 'file', 'folder' or 'container', got {kind!r}")
     if not target.exists() and not target.is_symlink():
+        return target
+    if kind == "container":
+        if not target.is_dir():
+            raise OutputRefused(f"{target} is a file; this output is a folder: choose another name")
         return target
     if kind == "file":
         if target.is_dir():
@@ -88,11 +94,6 @@ def check_output(target, force=False, kind="file", replaceable=None):
         raise OutputRefused(f"{target} already exists; pass --force (force=True) to replace it, or choose another "
                             "name")
     return target
-
-
-def check_writable(target, force=False, kind="file"):
-    """:func:`check_output` for a file (the name earlier code used)."""
-    return check_output(target, force, kind)
 
 
 def replace(scratch, target):
@@ -130,7 +131,7 @@ def scratch_file(target):
 def written_file(target, force=False):
     """``with written_file(path) as scratch:`` write to `scratch`; on success it replaces `target`
     (an existing one only with `force`), on an error it is removed and `target` is untouched."""
-    check_writable(target, force)
+    check_output(target, force, "file")
     scratch = scratch_file(target)
     try:
         yield scratch

@@ -93,7 +93,7 @@ def write_npz(path, mnist=None, train_count=None, test_count=None, canvas=60, cl
 
     from zoo import files
 
-    files.check_writable(path, force)
+    files.check_output(path, force, "file")
     splits = load_mnist(mnist)
     arrays = {"class_names": np.array([str(d) for d in range(10)])}
     for split, count in (("train", train_count), ("test", test_count)):

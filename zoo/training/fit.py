@@ -14,7 +14,6 @@ with that epoch's data order, so the steps it had done run twice).
 import json
 import math
 import os
-import sys
 import time
 
 import keras
@@ -154,7 +153,7 @@ def fit(model, train_data, config: TrainConfig, test_data=None, build_kwargs=Non
         if os.path.isdir(backup) and os.listdir(backup) and not resume:
             raise FileExistsError(f"{backup} holds a backup: pass resume=True (--resume) or use another directory")
         if resume and not (os.path.isdir(backup) and os.listdir(backup)):
-            print(f"note: {config.checkpoint_dir} holds no checkpoint yet; starting from step 0", file=sys.stderr)
+            setup.note_nothing_to_resume(config.checkpoint_dir)
         setup.check_resume_config(config.checkpoint_dir, config, resume, net, train_data)
         callbacks.append(FiniteBackupAndRestore(config, backup, save_freq=config.checkpoint_every,
                                                 delete_checkpoint=False))
@@ -189,15 +188,15 @@ class StopOnNonFinite(keras.callbacks.Callback):
     def __init__(self, config):
         super().__init__()
         self.config = config
+        self.note = f" (the last good checkpoint in {config.checkpoint_dir} is kept)" if config.checkpoint_dir else ""
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
         if logs and "loss" in logs:
-            note = f" (the last good checkpoint in {self.config.checkpoint_dir} is kept)" if (
-                self.config.checkpoint_dir) else ""
-            check_finite_loss(logs["loss"], self.epoch * self.params.get("steps", 0) + batch + 1, self.config, note)
+            step = self.epoch * self.params.get("steps", 0) + batch + 1
+            check_finite_loss(logs["loss"], step, self.config, self.note)
 
 
 class FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):

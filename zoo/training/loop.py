@@ -133,7 +133,7 @@ class Trainer:
         if candidates:
             raise DamagedFile(f"no readable checkpoint in {self.config.checkpoint_dir} (tried {len(candidates)}): "
                               "they are damaged; start a new --checkpoint-dir (these are left as they are)")
-        print(f"note: {self.config.checkpoint_dir} holds no checkpoint yet; starting from step 0", file=sys.stderr)
+        setup.note_nothing_to_resume(self.config.checkpoint_dir)
         return 0
 
     def save_checkpoint(self):

@@ -4,6 +4,7 @@ optimizer, the step counts, and the checks that keep a run from training on wron
 import json
 import math
 import os
+import sys
 import warnings
 import zlib
 
@@ -177,14 +178,19 @@ def run_record(config: TrainConfig, model, train_data):
     return json.loads(json.dumps(record, default=str))
 
 
+ITEMISED = {"build": "builder arguments", "data": "data"}  # run records whose changes are named entry by entry
+
+
 def describe_change(key, saved, current):
-    if key == "build":
-        changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-        return "builder arguments: " + ", ".join(f"{k} {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
-    if key == "data":
-        changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-        return "data: " + ", ".join(f"{k} {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
-    return f"{key}: {saved!r} -> {current!r}"
+    if key not in ITEMISED:
+        return f"{key}: {saved!r} -> {current!r}"
+    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    return f"{ITEMISED[key]}: " + ", ".join(f"{k} {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
+
+
+def note_nothing_to_resume(checkpoint_dir):
+    """Both engines: a resume onto a checkpoint folder that holds no checkpoint yet says so."""
+    print(f"note: {checkpoint_dir} holds no checkpoint yet; starting from step 0", file=sys.stderr)
 
 
 def check_resume_config(checkpoint_dir, config: TrainConfig, resume, model=None, train_data=None):
