@@ -7,6 +7,7 @@ from keras import ops
 import zoo
 from tests.test_tasks import ATTRIBUTES, toy_attributes
 from zoo import data
+from zoo.explain import figures
 from zoo.models import layers as zl
 from zoo.models import multichannel as mc
 
@@ -191,8 +192,14 @@ def test_predict_draws_the_top_attributes_and_the_channel_figures(tmp_path):
     Image.fromarray(images(1)[0].astype("uint8")).save(path)
     result = predict_files(model, [path], overlay_dir=tmp_path / "out", threshold=0.0, attribute="bright")[0]
     assert [name for name, _ in result["predictions"]] == sorted(ATTRIBUTES, key=lambda a: -result["probabilities"][a])
-    for key in ("overlay", "channels", "channel_masks"):
-        assert Image.open(result[key]).size[0] > 300, key  # a figure, not a bare 32x32 overlay
+    text = {key: zoo.explain.figure_text(result[key]) for key in ("overlay", "channels", "channel_masks")}
+    assert text["overlay"]["title"] == "face.png: attributes predicted present" + figures.constant_note(
+        [result["attention"][f"attention_spatial/{a}"] for a in ATTRIBUTES])
+    assert [p.split(" ")[0] for p in text["overlay"]["panels"][1:]] == [n for n, _ in result["predictions"]]
+    assert text["overlay"]["colorbars"] == ["attention_spatial: per attribute\n0-1"]
+    assert text["channels"]["colorbars"] == ["channel importance (mean mask value, 0-1)"]
+    assert text["channel_masks"]["title"].startswith("face.png, bright: masks of its most important channels")
+    assert text["channel_masks"]["colorbars"] == ["attention: channel mask (sigmoid, 0-1)"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "face.attention.png", "face.channel_masks.png", "face.channels.png"]
     with pytest.raises(ValueError, match="one mask per channel"):
@@ -277,5 +284,7 @@ def test_every_attribute_present_is_shown_not_the_first_five(tmp_path, capsys):
                  "--overlay-dir", str(tmp_path / "ov")]) == 0
     printed = capsys.readouterr().out
     assert all(f"  {name}\n" in printed for name in names)  # all 14 at or above the threshold 0, not 5
+    panels = zoo.explain.figure_text(tmp_path / "ov" / "face.attention.png")["panels"]
+    assert len(panels) == 15  # the input and all 14 maps, none left out (in rows of up to 6)
     figure = Image.open(tmp_path / "ov" / "face.attention.png")
-    assert figure.size[1] > 2.5 * 100  # 15 panels wrap into 3 rows of up to 6, none left out
+    assert figure.size[1] > 2.5 * 192  # 3 rows

@@ -56,8 +56,7 @@ def test_clear_errors_for_bad_inputs(tiny_model, tmp_path):
 def test_predict_files_writes_an_overlay_png(tiny_model, tmp_path):
     Image.fromarray(np.full((40, 30, 3), 120, "uint8")).save(tmp_path / "cat.png")
     Image.fromarray(np.full((40, 30), 50, "uint8")).convert("L").save(tmp_path / "gray.png")
-    results = prediction.predict_files(tiny_model, [tmp_path / "cat.png", tmp_path / "gray.png"], 2, tmp_path / "out",
-                                    display_size=(64, 64))
-    overlay = Image.open(results[0]["overlay"])
-    assert overlay.size == (64, 64) and overlay.mode == "RGB"
-    assert (tmp_path / "out" / "gray.attention.png").exists()
+    results = prediction.predict_files(tiny_model, [tmp_path / "cat.png", tmp_path / "gray.png"], 2, tmp_path / "out")
+    assert [r["overlay"] for r in results] == [str(tmp_path / "out" / f"{n}.attention.png") for n in ("cat", "gray")]
+    for result in results:  # a grey file is drawn as RGB, at its own 3:4 aspect ratio
+        assert explain.figure_text(result["overlay"])["panels"][1] == "attention [192x144]"

@@ -100,11 +100,24 @@ def add_train_args(parser):
     parser.add_argument("--max-steps", type=POSITIVE_INT, default=None, help="stop after this many steps (None: all "
                                                                               "epochs)")
     parser.add_argument("--deterministic", action="store_true", help="deterministic TF ops (exact resume checks)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar: one line per epoch and "
+                                                                   "evaluation (logs, CI)")
     parser.add_argument("--output", required=True, help="directory to save the trained model (zoo.load-able); "
                                                         "checked before training")
     parser.add_argument("--force", action="store_true", help="replace an existing model in --output (a folder "
                                                              "holding anything else is never replaced)")
+
+
+def add_progress_args(parser):
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar: one line as each stage starts "
+                                                                   "and ends (the same when the output is not a "
+                                                                   "terminal)")
+    parser.add_argument("--quiet", action="store_true", help="no progress at all, only the results")
+
+
+def progress_mode(args):
+    """--quiet: False (nothing); --no-progress: "lines"; else True (a bar on a terminal)."""
+    return False if args.quiet else "lines" if args.no_progress else True
 
 
 def train_config_from_args(args):
@@ -273,10 +286,12 @@ def cmd_evaluate(args):
 
     check_outputs(args, args.json, args.confusion_matrix)
     model = load_model(args.model)
-    metrics = evaluate(model, args.data, args.batch_size, progress=not args.quiet, split=args.split or "test")
+    metrics = evaluate(model, args.data, args.batch_size, progress=progress_mode(args), split=args.split or "test")
     print(format_metrics(args.model, metrics, per_class=True))
     if args.confusion_matrix:
-        print(f"confusion matrix: {save_confusion_matrix(metrics, args.confusion_matrix, force=args.force)}")
+        drawn = save_confusion_matrix(metrics, args.confusion_matrix, force=args.force,
+                                      title=f"{args.model} on {args.data} ({args.split or 'test'})")
+        print(f"confusion matrix: {drawn}")
     if args.json:
         files.write_text(args.json, json.dumps(metrics, indent=1), force=args.force)
 
@@ -301,10 +316,12 @@ def cmd_robustness(args):
     results = {}
     for name in [args.model, *args.compare]:
         results[name] = zr.robustness(load_model(name), args.data, args.attacks, args.epsilons, args.sigmas,
-                                      args.pgd_steps, args.max_examples, split=args.split or "test")
+                                      args.pgd_steps, args.max_examples, split=args.split or "test",
+                                      progress=progress_mode(args))
     print(zr.format_table(results))
     if args.plot:
-        print(f"plot: {zr.plot_curves(results, args.plot, force=args.force)}")
+        plot = zr.plot_curves(results, args.plot, force=args.force, data=f"{args.data} ({args.split or 'test'})")
+        print(f"plot: {plot}")
     if args.json:
         files.write_text(args.json, json.dumps(results, indent=1), force=args.force)
 
@@ -352,7 +369,7 @@ def cmd_benchmark(args):
         partial = files.partial_rows(args.json)
         partial.unlink(missing_ok=True)  # the zoo's own file, left by an earlier run that did not finish
         print(f"rows are kept in {partial} as they finish", file=sys.stderr)
-    rows = benchmark(models, args.data, args.methods, args.max_examples, progress=not args.quiet,
+    rows = benchmark(models, args.data, args.methods, args.max_examples, progress=progress_mode(args),
                      on_row=(lambda row: files.append_row(partial, row)) if partial else None, **options)
     print(format_table(rows))
     for row in rows:
@@ -362,9 +379,8 @@ def cmd_benchmark(args):
         files.write_text(args.json, json.dumps(rows, indent=1), force=args.force)
         partial.unlink(missing_ok=True)
     if args.figure:
-        with files.written_file(args.figure, args.force) as scratch:
-            example_figure(models, args.data, scratch, [m for m in args.methods if m not in BASELINES],
-                           args.figure_count, **options)
+        example_figure(models, args.data, args.figure, [m for m in args.methods if m not in BASELINES],
+                       args.figure_count, force=args.force, **options)
         print(args.figure)
 
 
@@ -450,7 +466,7 @@ def build_parser():
                                  "arguments that have no weights (e.g. @mask_transform=top_channels,mask_strength=0.5)")
     add_data_args(p)
     p.add_argument("--batch-size", type=POSITIVE_INT, default=500, help="images per batch")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_args(p)
     p.add_argument("--confusion-matrix", default=None, metavar="PNG", help="write the confusion matrix to this PNG")
     p.add_argument("--json", default=None, help="write every metric to this JSON file")
     p.add_argument("--force", action="store_true", help="replace an existing --json / --confusion-matrix")
@@ -482,6 +498,7 @@ def build_parser():
     p.add_argument("--plot", default=None, help="write the accuracy curves to this PNG")
     p.add_argument("--json", default=None, help="write the numbers to this JSON file")
     p.add_argument("--force", action="store_true", help="replace an existing --json / --plot")
+    add_progress_args(p)
     p.set_defaults(func=cmd_robustness)
 
     from zoo.explain.benchmark import BASELINES
@@ -513,7 +530,7 @@ def build_parser():
     p.add_argument("--figure", default=None, help="write a PNG grid of example maps (models x methods) here")
     p.add_argument("--figure-count", type=POSITIVE_INT, default=3, help="images in --figure")
     p.add_argument("--force", action="store_true", help="replace an existing --json / --figure")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_args(p)
     p.set_defaults(func=cmd_benchmark)
 
     p = add_command(sub, "list", "list architectures (or pretrained names)")

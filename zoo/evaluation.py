@@ -13,10 +13,12 @@ import numpy as np
 
 from zoo import tasks
 from zoo.hub import model_image_size
+from zoo.progress import Progress
 
 
 def evaluate(model, data, batch_size=500, progress=True, split="test"):
-    """Evaluate `model` on `data` (anything :func:`zoo.data.open_source` takes).
+    """Evaluate `model` on `data` (anything :func:`zoo.data.open_source` takes); `progress` as
+    :class:`zoo.progress.Progress` (True: a bar on a terminal, "lines", or False: silent).
 
     Returns the task's metrics (see the module docstring) with ``num_examples``; accuracies in [0, 1].
     """
@@ -33,13 +35,13 @@ def evaluate(model, data, batch_size=500, progress=True, split="test"):
         task.check_labels(source.labels, len(names), "the evaluation data")
     evaluator = task.evaluator(names)
     dataset = zdata.make_dataset(source, batch_size, training=False)
-    bar = keras.utils.Progbar(int(np.ceil(len(source) / batch_size))) if progress else None
+    what = f"evaluating {model.name} on {len(source)} {getattr(source, 'split', None) or split} images"
+    shown = Progress(int(np.ceil(len(source) / batch_size)), what, progress, unit="batch")
     for i, (images, labels) in enumerate(dataset):
         logits = model(images, training=False)["logits"]
         losses = keras.ops.convert_to_numpy(task.loss(labels, logits))
         evaluator.update(keras.ops.convert_to_numpy(logits), np.asarray(labels), losses)
-        if bar is not None:
-            bar.update(i + 1)
+        shown.update(i + 1)
     return evaluator.result()
 
 
@@ -61,18 +63,15 @@ def format_metrics(name, metrics, per_class=False):
     return "\n".join(lines)
 
 
-def save_confusion_matrix(metrics, path, force=False):
-    """Draw a multiclass result's confusion matrix (rows: true class, columns: predicted) as a PNG;
-    an existing `path` is replaced only with `force`."""
-    import matplotlib
-
-    from zoo import files
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def save_confusion_matrix(metrics, path, force=False, title="confusion matrix"):
+    """Draw a multiclass result's confusion matrix (rows: true class, columns: predicted; colour:
+    images) as a PNG titled with `title` (what was evaluated on which data) and the accuracy; an
+    existing `path` is replaced only with `force`."""
+    from zoo.explain.figures import pyplot, save_figure
 
     if "confusion_matrix" not in metrics:
         raise ValueError("a confusion matrix exists for multiclass models only")
+    plt = pyplot()
     matrix = np.asarray(metrics["confusion_matrix"])
     names = list(metrics["per_class_accuracy"])
     size = max(4.0, 0.45 * len(names) + 2)
@@ -80,15 +79,13 @@ def save_confusion_matrix(metrics, path, force=False):
     image = ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(len(names)), names, rotation=90)
     ax.set_yticks(range(len(names)), names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
     if len(names) <= 20:
         for (i, j), count in np.ndenumerate(matrix):
             ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
                     color="white" if count > matrix.max() / 2 else "black")
-    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.colorbar(image, ax=ax, fraction=0.046, label="images")
+    ax.set_title(f"{title}\ntop-1 {metrics['top1']:.2%} on {metrics['num_examples']} images", fontsize=10)
     fig.tight_layout()
-    with files.written_file(path, force) as scratch:
-        fig.savefig(scratch, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, force, dpi=120)

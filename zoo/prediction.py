@@ -50,13 +50,14 @@ def predict(model, images, top_k=5, threshold=None):
 
     Returns a list (one per image) of dicts with ``"predictions"``: ``[(name, probability), ...]``
     (the top-k classes, or the attributes with probability >= `threshold`, default 0.5),
-    ``"probabilities"`` (every class or attribute) and ``"attention"``: ``{name: (H, W) map in [0, 1]}``.
+    ``"probabilities"`` (every class or attribute) and ``"attention"``: ``{name: (H, W) map in [0, 1]}``
+    (:func:`zoo.explain.display_maps`: sigmoid maps as they are, other kinds min-max normalised).
     """
     task = tasks.task_of(model)
     batch = check_images(model, images)
     outputs = model(ops.convert_to_tensor(batch), training=False)
     probabilities = ops.convert_to_numpy(task.probabilities(outputs["logits"]))
-    maps = explain.attention_maps(model, batch, normalize=True, outputs=outputs)
+    maps = explain.display_maps(model, batch, outputs=outputs)
     names = class_names_of(model)
     results = []
     for i, probs in enumerate(probabilities):
@@ -111,15 +112,16 @@ def overlay_names(paths, suffix=".attention.png"):
     return [f"{name}{suffix}" for name in names]
 
 
-def predict_files(model, paths, top_k=5, overlay_dir=None, display_size=(256, 256), threshold=None, map_name=None,
-                  attribute=None, max_maps=None):
+def predict_files(model, paths, top_k=5, overlay_dir=None, threshold=None, map_name=None, attribute=None,
+                  max_maps=None):
     """:func:`predict` on image files. With `overlay_dir`, writes per input ``<stem>.attention.png``
-    (distinct names when inputs share a file name) of the map `map_name` (default: the
-    architecture's first declared map):
+    (distinct names when inputs share a file name): the map `map_name` (default: the
+    architecture's first declared map) over the image as given (its own size and aspect ratio),
+    titled with the prediction, with the map's name, kind and scale on its colour bar
+    (:mod:`zoo.explain.figures`):
 
-    - a map with one channel per attribute: a figure of the face and the maps of the (up to
-      `max_maps`, default all) attributes predicted present, most probable first, named, with a colour bar;
-    - otherwise: the overlay of the map on the image;
+    - a map with one channel per attribute: one panel per attribute predicted present (up to
+      `max_maps`, default all), most probable first;
     - and, for a model with per-channel masks (multi-channel attention), ``<stem>.channels.png``
       (the channel-importance matrix, attributes x channels) and ``<stem>.channel_masks.png``
       (the masks of the most important channels of `attribute`, default the most probable one).
@@ -140,25 +142,35 @@ def predict_files(model, paths, top_k=5, overlay_dir=None, display_size=(256, 25
     names = class_names_of(model)
     if attribute is not None and attribute not in names:
         raise registry.unknown_name_error(attribute, names, "attribute")
+    headline = 1 if tasks.task_of(model).name == "multiclass" else 3  # predictions named in a title
     for path, image, result, name in zip(paths, images, results, overlay_names(paths)):
         result["file"] = str(path)
         if overlay_dir is None or tap is None:
             continue
         Path(overlay_dir).mkdir(parents=True, exist_ok=True)
         target = Path(overlay_dir) / name
-        if tap.kind == "per_attribute":
-            shown = attributes_to_draw(result, max_maps)
-            panels = [(f"{label} {result['probabilities'][label]:.0%}", result["attention"][f"{drawn}/{label}"])
-                      for label in shown]
-            title = f"{Path(path).name}: {drawn}, attributes predicted present" if result["predictions"] else (
-                f"{Path(path).name}: {drawn}, no attribute present; the most probable")
-            result["overlay"] = str(explain.save_map_figure(target, image, panels, title))
-        else:
-            result["overlay"] = str(explain.save_overlay(target, image, result["attention"][drawn], display_size))
+        result["overlay"] = str(save_prediction_figure(target, path, result, tap, max_maps, headline))
         for output in per_channel:
             chosen = attribute or attributes_to_draw(result, 1)[0]
-            result.update(save_channel_figures(model, image, output, chosen, target))
+            result.update(save_channel_figures(model, image, path, output, chosen, target))
     return results
+
+
+def save_prediction_figure(target, path, result, tap, max_maps=None, headline=1):
+    """The map of `tap` from one :func:`predict` `result` over the image file `path`, titled with
+    the first `headline` predictions (a per-attribute map: one panel per attribute drawn)."""
+    if tap.kind == "per_attribute":
+        shown = attributes_to_draw(result, max_maps)
+        panels = [(f"{label} {result['probabilities'][label]:.0%}", result["attention"][f"{tap.output}/{label}"])
+                  for label in shown]
+        what = "attributes predicted present" if result["predictions"] else "no attribute present; the most probable"
+    else:
+        panels = [(tap.output, result["attention"][tap.output])]
+        what = ", ".join(f"{label} ({probability:.1%})" for label, probability in result["predictions"][:headline]) or (
+            "no attribute present")
+    note = explain.figures.constant_note([m for _, m in panels]) if tap.unit_range else ""
+    return explain.save_map_figure(target, read_image(path), panels, f"{Path(path).name}: {what}{note}",
+                                   colorbar_label=tap.scale_label)
 
 
 def attributes_to_draw(result, count):
@@ -171,21 +183,22 @@ def attributes_to_draw(result, count):
     return ranked[: count or 3]
 
 
-def save_channel_figures(model, image, output, attribute, target, num_channels=5):
-    """The channel-importance heat-map (attributes x channels) and the masks of `attribute`'s most
-    important channels of one image; returns the written paths."""
+def save_channel_figures(model, image, path, output, attribute, target, num_channels=5):
+    """The channel-importance heat-map (attributes x channels) and the masks (on their own 0-1
+    scale) of `attribute`'s most important channels of one image (`image` the model's input, drawn
+    over the file `path`); returns the written paths."""
     outputs = model(ops.convert_to_tensor(as_pixels(image[None])), training=False)
     masks = ops.convert_to_numpy(outputs[output])[0]  # (h, w, C, A)
     importance = masks.mean(axis=(0, 1)).T  # (A, C)
     names = class_names_of(model)
     stem = str(target).removesuffix(".attention.png")
     heatmap = explain.save_importance_figure(f"{stem}.channels.png", importance, names,
-                                             title=f"channel importance per attribute ({output})")
+                                             title=f"{Path(path).name}: channel importance per attribute ({output})")
     index = names.index(attribute)
     top = np.argsort(-importance[index], kind="stable")[:num_channels]
-    panels = [(f"ch{c} ({importance[index, c]:.2f})", explain.normalize_maps(masks[None, ..., c, index])[0])
-              for c in top]
-    masks_path = explain.save_map_figure(f"{stem}.channel_masks.png", image, panels,
-                                         f"{attribute}: masks of its most important channels (importance)",
-                                         colorbar_label="mask (min-max per channel)")
+    panels = [(f"ch{c} (mean {importance[index, c]:.2f})", masks[..., c, index]) for c in top]
+    note = explain.figures.constant_note([m for _, m in panels])
+    masks_path = explain.save_map_figure(f"{stem}.channel_masks.png", read_image(path), panels,
+                                         f"{Path(path).name}, {attribute}: masks of its most important channels{note}",
+                                         colorbar_label=f"{output}: channel mask (sigmoid, 0-1)")
     return {"channels": str(heatmap), "channel_masks": str(masks_path)}

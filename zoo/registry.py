@@ -32,15 +32,32 @@ MAP_KINDS = {
 
 @dataclasses.dataclass(frozen=True)
 class MapTap:
-    """An attention map that the model returns as the output `output`."""
+    """An attention map that the model returns as the output `output`.
+
+    ``unit_range``: its values are weights in [0, 1] that mean something as they are (sigmoid
+    gates), so figures draw them on a fixed 0-1 scale; other maps (softmax over space, raw scores)
+    are min-max normalised per map for display. None: True for the ``sigmoid`` kind only.
+    """
 
     output: str
     kind: str
     description: str = ""
+    unit_range: Optional[bool] = None
 
     def __post_init__(self):
         if self.kind not in MAP_KINDS:
             raise ValueError(f"map kind must be one of {tuple(MAP_KINDS)}, got {self.kind!r}")
+        if self.unit_range is None:
+            object.__setattr__(self, "unit_range", self.kind == "sigmoid")
+
+    @property
+    def scale_label(self):
+        """How figures show this map: its name, kind and colour scale (e.g. "attention: sigmoid, 0-1"),
+        on two lines when long."""
+        kind = {"sigmoid": "sigmoid", "softmax_space": "softmax over space", "scores": "raw scores",
+                "per_attribute": "per attribute", "per_channel": "per channel"}[self.kind]
+        label = f"{self.output}: {kind}, {'0-1' if self.unit_range else 'min-max per map'}"
+        return label if len(label) <= 32 else label.replace(", ", "\n", 1)
 
 
 @dataclasses.dataclass(frozen=True)

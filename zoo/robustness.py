@@ -67,20 +67,34 @@ def perturb(model, attack, images, labels, strength, pgd_steps, seed):
     raise ValueError(f"attack must be one of {ATTACKS}, got {attack!r}")
 
 
-def robustness(model, data, attacks=ATTACKS, epsilons=DEFAULT_EPSILONS, sigmas=DEFAULT_SIGMAS, pgd_steps=10,
-               max_examples=1000, batch_size=250, split="test", seed=0):
-    """Accuracy of `model` (top-1, or mean attribute accuracy) under each attack and strength, on
-    the first `max_examples` images of `data` (anything :func:`zoo.data.open_source` takes).
+class Accuracies(dict):
+    """``{attack: {strength: accuracy}}`` and ``num_examples``, the number of images measured."""
 
-    Returns ``{attack: {strength: accuracy}}`` (noise strengths are the `sigmas`).
+    def __init__(self, accuracies, num_examples):
+        super().__init__(accuracies)
+        self.num_examples = num_examples
+
+
+def robustness(model, data, attacks=ATTACKS, epsilons=DEFAULT_EPSILONS, sigmas=DEFAULT_SIGMAS, pgd_steps=10,
+               max_examples=1000, batch_size=250, split="test", seed=0, progress=False):
+    """Accuracy of `model` (top-1, or mean attribute accuracy) under each attack and strength, on
+    the first `max_examples` images of `data` (anything :func:`zoo.data.open_source` takes);
+    `progress` as :class:`zoo.progress.Progress`.
+
+    Returns :class:`Accuracies`, ``{attack: {strength: accuracy}}`` (noise strengths are the `sigmas`).
     """
     from zoo import data as zdata
     from zoo.hub import model_image_size
+    from zoo.progress import Progress
 
     task = tasks.task_of(model)
     source = zdata.open_source(data, split, image_size=model_image_size(model),
                                class_names=tasks.label_names_of(model))
     correct = {a: {s: 0 for s in (sigmas if a == "noise" else epsilons)} for a in attacks}
+    count = min(len(source), max_examples)
+    runs = sum(len(per) for per in correct.values())  # (attack, strength) pairs
+    shown = Progress(-(-count // batch_size) * runs, f"{model.name}: {runs} attacks x strengths on {count} {split} "
+                     "images", progress, unit="attacked batch")
     total = 0
     for batch_index, (images, labels) in enumerate(zdata.make_dataset(source, batch_size, training=False)):
         if total >= max_examples:
@@ -92,8 +106,9 @@ def robustness(model, data, attacks=ATTACKS, epsilons=DEFAULT_EPSILONS, sigmas=D
                 attacked = perturb(model, attack, images, labels, float(strength), pgd_steps, seed + batch_index)
                 logits = np.asarray(model(attacked, training=False)["logits"])
                 per_strength[strength] += float(np.sum(task.correct(logits, np.asarray(labels))))
+                shown.advance()
         total += keep
-    return {a: {s: c / total for s, c in per.items()} for a, per in correct.items()}
+    return Accuracies({a: {s: c / total for s, c in per.items()} for a, per in correct.items()}, total)
 
 
 def format_table(results_by_model):
@@ -108,29 +123,33 @@ def format_table(results_by_model):
     return "\n".join(lines)
 
 
-def plot_curves(results_by_model, path, force=False):
-    """Accuracy against strength, one panel per attack, one line per model, saved as PNG; an
-    existing `path` is replaced only with `force`."""
-    import matplotlib
+def plot_curves(results_by_model, path, force=False, data=None):
+    """:func:`curves_figure` saved as PNG; an existing `path` is replaced only with `force`."""
+    from zoo.explain.figures import save_figure
 
-    from zoo import files
+    return save_figure(curves_figure(results_by_model, data), path, force, dpi=120)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def curves_figure(results_by_model, data=None):
+    """Accuracy (%, 0-100 on every panel) against strength, one panel per attack, one line per
+    model, titled with the `data` and the number of images."""
+    from zoo.explain.figures import pyplot
+
+    plt = pyplot()
     attacks = list(next(iter(results_by_model.values())))
-    fig, axes = plt.subplots(1, len(attacks), figsize=(4.2 * len(attacks), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(attacks), figsize=(4.2 * len(attacks), 3.6), squeeze=False, sharey=True)
     for ax, attack in zip(axes[0], attacks):
         for name, results in results_by_model.items():
             strengths = list(results[attack])
             ax.plot(strengths, [100 * results[attack][s] for s in strengths], marker="o", label=name)
         ax.set_title(attack.upper() if attack != "noise" else "Gaussian noise")
         ax.set_xlabel("sigma (pixels)" if attack == "noise" else "epsilon (pixels of 255)")
-        ax.set_ylabel("accuracy (%)")
+        ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("accuracy (%)")
     axes[0][0].legend()
+    counts = {getattr(r, "num_examples", None) for r in results_by_model.values()} - {None}
+    images = f", {counts.pop()} images" if len(counts) == 1 else ""
+    fig.suptitle(f"accuracy under attack{f' on {data}' if data else ''}{images}", fontsize=11)
     fig.tight_layout()
-    with files.written_file(path, force) as scratch:
-        fig.savefig(scratch, dpi=120)
-    plt.close(fig)
-    return path
+    return fig

@@ -17,6 +17,7 @@ import numpy as np
 from zoo.explain import metrics as em
 from zoo.explain.maps import default_map
 from zoo.explain.methods import METHODS, explain, method_label
+from zoo.progress import Progress
 
 BASELINES = ("random", "centre")
 COLUMNS = {"accuracy": "model top-1 on these images", "pointing": "pointing game (hit rate)",
@@ -74,6 +75,8 @@ def benchmark(models, data, methods=("attention", "gradcam", "gradcam++", "smoot
         raise unknown_name_error(unknown[0], list(METHODS + BASELINES), "benchmark method")
     images, labels, boxes, masks = load_ground_truth(data, split, max_examples)
     rows = []
+    shown = Progress(len(models) * len(methods), f"benchmark: {len(models)} model(s) x {len(methods)} methods on "
+                     f"{len(images)} {split} images", progress, unit="row", step_lines=True)
     for label, model in models.items():
         accuracy = top1(model, images, labels, batch_size)
         scored_map = default_map(model) and (options.get("attention_map") or default_map(model))
@@ -87,29 +90,34 @@ def benchmark(models, data, methods=("attention", "gradcam", "gradcam++", "smoot
                                                    labels[i : i + batch_size], seed + i, **options)
                                        for i in range(0, len(images), batch_size)])
             except ValueError as err:  # e.g. no own attention
-                rows.append({**row, "note": str(err).split(":")[0]})
-                if on_row is not None:
-                    on_row(rows[-1])
-                continue
-            row["seconds"] = time.perf_counter() - start
-            deletion, insertion = em.deletion_insertion(model, images, maps, labels, deletion_steps)
-            row.update(deletion=deletion.mean(), insertion=insertion.mean())
-            if boxes is not None:
-                row.update(pointing=em.pointing_game(maps, boxes).mean(), energy=em.energy_in_box(maps, boxes).mean(),
-                           iou=em.mask_iou(maps, masks, iou_threshold).mean())
+                row["note"] = str(err).split(":")[0]
+            else:
+                row["seconds"] = time.perf_counter() - start
+                row.update(score_maps(model, maps, images, labels, boxes, masks, iou_threshold, deletion_steps))
             rows.append({k: float(v) if isinstance(v, (np.floating, float)) else v for k, v in row.items()})
             if on_row is not None:
                 on_row(rows[-1])
-            if progress:
-                print(format_row(row), flush=True)
+            shown.advance(f"{label} {method_label(method, row.get('map'))}")
     return rows
+
+
+def score_maps(model, maps, images, labels, boxes, masks, iou_threshold, deletion_steps):
+    """One row's scores of `maps`: deletion / insertion AUC and, with boxes, the pointing game,
+    energy in the box and mask IoU."""
+    deletion, insertion = em.deletion_insertion(model, images, maps, labels, deletion_steps)
+    scores = {"deletion": deletion.mean(), "insertion": insertion.mean()}
+    if boxes is not None:
+        scores.update(pointing=em.pointing_game(maps, boxes).mean(), energy=em.energy_in_box(maps, boxes).mean(),
+                      iou=em.mask_iou(maps, masks, iou_threshold).mean())
+    return scores
 
 
 def example_figure(models, data, path, methods=("attention", "gradcam", "gradcam++", "smoothgrad",
                                                  "integrated_gradients", "occlusion"),
-                   count=3, split="test", **options):
+                   count=3, split="test", force=True, **options):
     """Write a grid of the first `count` images of `data` (box drawn when the data has boxes): per
-    image one row per model, one column per method (empty where a model has no such map)."""
+    image one row per model, one column per method (empty where a model has no such map); an
+    existing `path` is replaced only with `force`."""
     from zoo.explain.figures import save_grid_figure
 
     images, labels, boxes, _ = load_ground_truth(data, split, count)
@@ -124,7 +132,9 @@ def example_figure(models, data, path, methods=("attention", "gradcam", "gradcam
              [None if maps[label, m] is None else maps[label, m][i] for m in methods])
             for i in range(len(images)) for label in models]
     row_boxes = None if boxes is None else [boxes[i] for i in range(len(images)) for _ in models]
-    return save_grid_figure(path, rows, methods, row_boxes)
+    boxed = ", object box in green" if boxes is not None else ""
+    return save_grid_figure(path, rows, methods, row_boxes, title=f"explanation maps on the first {len(images)} "
+                            f"{split} images of {data}{boxed}", force=force)
 
 
 def top1(model, images, labels, batch_size=100):

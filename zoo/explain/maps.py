@@ -12,7 +12,7 @@ from keras import ops
 
 from zoo import registry
 
-OVERLAY_ALPHA = 0.5
+OVERLAY_ALPHA = 0.45  # the image stays visible under the map
 
 
 def attention_output_names(model):
@@ -82,6 +82,16 @@ def attention_maps(model, images, size=None, normalize=False, outputs=None, maps
         else:
             result[tap.output] = upsample(value, size)
     return {k: normalize_maps(v) for k, v in result.items()} if normalize else result
+
+
+def display_maps(model, images, outputs=None, **options):
+    """:func:`attention_maps` (same `options`) on the scale figures draw them: maps declared in
+    [0, 1] (:attr:`zoo.registry.MapTap.unit_range`, e.g. ABN's sigmoid M) as they are, the others
+    min-max normalised per map; every map (B, H, W) in [0, 1]."""
+    info = registry.feature_info(model)
+    maps = attention_maps(model, images, outputs=outputs, **options)
+    return {key: np.clip(value, 0.0, 1.0) if info.map(key.split("/")[0]).unit_range else normalize_maps(value)
+            for key, value in maps.items()}
 
 
 def overlay(image, attention, alpha=OVERLAY_ALPHA, cmap="jet"):

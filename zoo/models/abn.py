@@ -223,15 +223,17 @@ def imagenet_feature_info(config):
                        heads=ABN_HEADS, feature_layers=("rgb_to_bgr", "preprocess", "feature_extractor"))
 
 
-MULTITASK_MAPS = (MapTap("attention", "per_attribute", "one gate map M_i per attribute (last axis), at the "
-                                                         "feature-extractor resolution"),)
+def multitask_maps(config):
+    """One gate map M_i per attribute; in [0, 1] with the (default) sigmoid gate."""
+    return (MapTap("attention", "per_attribute", "one gate map M_i per attribute (last axis), at the "
+                   "feature-extractor resolution", unit_range=config.get("map_activation", "sigmoid") == "sigmoid"),)
 
 
 def multitask_feature_info(config):
     """Taps of :func:`abn_multitask`. Grad-CAM targets the feature extractor's output ``h``: the
     shared last stage runs on B * A gated copies, so its output is not one map per image."""
     _, extractor_output, feature_layers = backbones.taps(config["backbone"], config["depth"])
-    return FeatureInfo(gradcam_layer=extractor_output, inner_layer=None, maps=MULTITASK_MAPS,
+    return FeatureInfo(gradcam_layer=extractor_output, inner_layer=None, maps=multitask_maps(config),
                        heads=("att_conv", "fc"), feature_layers=feature_layers)
 
 

@@ -224,8 +224,10 @@ def multichannel_attention(
 
 
 MAPS = (
-    MapTap("attention_spatial", "per_attribute", "each attribute's channel masks averaged, weighted by importance"),
-    MapTap("attention", "per_channel", "one mask per feature channel and attribute (B, h, w, C, A)"),
+    MapTap("attention_spatial", "per_attribute", "each attribute's channel masks averaged, weighted by importance",
+           unit_range=True),
+    MapTap("attention", "per_channel", "one sigmoid mask per feature channel and attribute (B, h, w, C, A)",
+           unit_range=True),
 )
 
 

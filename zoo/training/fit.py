@@ -163,6 +163,8 @@ def fit(model, train_data, config: TrainConfig, test_data=None, build_kwargs=Non
     validation = None
     if (val_data or test_data) is not None:
         validation = ArrayBatches(val_data or test_data, config.eval_batch_size, labels_in_inputs=labels_in_inputs)
+        print(f"each epoch ends with an evaluation on {len(val_data or test_data)} "
+              f"{'validation' if val_data else 'test'} images", flush=True)
     best = KeepBest(net) if config.keep_best else None
     if best is not None:
         callbacks.append(best)

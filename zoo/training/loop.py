@@ -230,7 +230,8 @@ class Trainer:
                 if data is not None and epoch_end:
                     from zoo.evaluation import evaluate
 
-                    evaluated[prefix] = evaluate(self.model, data, config.eval_batch_size, progress=False)
+                    evaluated[prefix] = evaluate(self.model, data, config.eval_batch_size,
+                                                 progress=True if config.progress else "lines")
                     record.update(scalar_metrics(evaluated[prefix], prefix))
             if config.keep_best and epoch_end:
                 record["best_so_far"] = self.best.update(epoch + 1, validation_score(evaluated["val_"]))
