@@ -12,6 +12,13 @@ def on_terminal():
     return sys.stdout.isatty()
 
 
+def plural(noun, count):
+    """`noun` for `count` things: "1 batch", "4 batches", "2 rows"."""
+    if count == 1:
+        return noun
+    return f"{noun}es" if noun.endswith(("s", "sh", "ch", "x")) else f"{noun}s"
+
+
 class Progress:
     """Progress of one stage of `total` steps, described by `what` (e.g. "evaluating 10000 images")."""
 
@@ -23,7 +30,7 @@ class Progress:
         self.bar = None
         if not self.enabled:
             return
-        print(f"{what}: {self.total} {unit}{'s' if self.total != 1 else ''}", flush=True)
+        print(f"{what}: {self.total} {plural(unit, self.total)}", flush=True)
         if progress != "lines" and on_terminal():
             import keras
 
