@@ -215,11 +215,11 @@ def test_grad_cam_in_training_through_batch_norm_of_an_abn():
     scale = 1e4  # the penalty is small on a fresh tiny net: scaled so that its update is visible
 
     def penalised(y, out, task, **kw):
-        return scale * ops.mean(ops.square(out["tap_gradient"]), axis=(1, 2, 3)) + abn.loss(y, out, task, **kw)
+        return scale * ops.mean(ops.square(out["gradients/tap/true"]), axis=(1, 2, 3)) + abn.loss(y, out, task, **kw)
 
     defaults = {"depth": 8, "num_classes": 2, "input_shape": (16, 16, 3), "width": 4}
     registry.register_model("test_abn_gradcam", "test", abn.builder, penalised, abn.feature_info,
-                            feature_gradient="gradcam", **defaults)
+                            gradients=registry.GradientRequest((("tap", "gradcam"),), second_order=True), **defaults)
     registry.register_model("test_abn_plain", "test", abn.builder, abn.loss, abn.feature_info, **defaults)
     try:
         images, labels = toy_images(32, size=16)

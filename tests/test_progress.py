@@ -61,3 +61,15 @@ def test_training_says_it_evaluates_the_test_set(tmp_path, capsys):
                  "--output", str(tmp_path / "out"), "--no-progress"]) == 0
     lines = stage_lines(capsys.readouterr().out)
     assert lines[0] == "evaluating abn_resnet20 on 8 test images: 1 batch" and "done in" in lines[1]
+
+
+def test_explain_reports_each_method(tiny_model, tmp_path, capsys):
+    from PIL import Image
+
+    zoo.save_model(tiny_model, tmp_path / "m", class_names=["red", "blue"])
+    Image.fromarray(np.zeros((16, 16, 3), "uint8")).save(tmp_path / "a.png")
+    assert main(["explain", str(tmp_path / "m"), str(tmp_path / "a.png"), "--methods", "attention", "gradcam",
+                 "--out", str(tmp_path / "ex")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "explaining 1 image(s): 2 methods" and lines[1].startswith("  1/2 attention (")
+    assert lines[2].startswith("explaining 1 image(s): done in ") and lines[3] == str(tmp_path / "ex" / "a.explain.png")

@@ -190,13 +190,13 @@ def test_training_with_mixup_and_cutmix_targets(toy_source):
 
     mixed = make_trainer(toy_source, max_steps=2, augment=AugmentConfig(mixup_alpha=0.4, cutmix=True))
     seen = []
-    step_loss = mixed.core.per_example_loss
+    step_losses = mixed.core.losses
 
-    def recording(labels, outputs, step):  # what the loss was given (traced once: symbolic shapes)
+    def recording(labels, outputs, step, training=True):  # what the loss was given (traced once: symbolic shapes)
         seen.append(labels)
-        return step_loss(labels, outputs, step)
+        return step_losses(labels, outputs, step, training)
 
-    mixed.core.per_example_loss = recording
+    mixed.core.losses = recording
     mixed._train_step = mixed._make_train_step()
     record = mixed.fit()[-1]
     plain = make_trainer(toy_source, max_steps=2).fit()[-1]

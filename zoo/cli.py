@@ -65,6 +65,11 @@ def add_train_args(parser):
     parser.add_argument("--test-split", default="test",
                         help="split of --data evaluated after each epoch ('' for none; skipped with a note when the "
                              "data has no such split)")
+    parser.add_argument("--objective", default=None, help="a training objective added to the architecture's loss, "
+                        "e.g. sharpen_focus (None: the architecture's own; none: its loss alone)")
+    parser.add_argument("--loss-arg", action="append", metavar="KEY=VALUE",
+                        help="loss or objective argument, e.g. --loss-arg sigma=0.55 --loss-arg second_order=true "
+                             "(repeatable; an unknown key lists the valid ones)")
     parser.add_argument("--epochs", type=POSITIVE_INT, default=d.epochs, help="epochs to train")
     parser.add_argument("--batch-size", type=POSITIVE_INT, default=d.batch_size, help="global batch size")
     parser.add_argument("--lr", type=POSITIVE, default=d.lr, help="peak learning rate (SGD)")
@@ -127,6 +132,7 @@ def train_config_from_args(args):
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
         weight_decay=args.weight_decay, schedule=args.schedule, milestones=tuple(args.milestones),
         gamma=args.gamma, warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
+        objective=args.objective, loss_kwargs=parse_model_args(args.loss_arg, "--loss-arg"),
         mixed_precision=args.mixed_precision, seed=args.seed,
         augment=AugmentConfig(crop_padding=args.crop_padding, flip=not args.no_flip, rand_augment=args.rand_augment,
                               mixup_alpha=args.mixup, cutmix=args.cutmix),
@@ -136,13 +142,14 @@ def train_config_from_args(args):
     )
 
 
-def parse_model_args(pairs):
-    """``["width=8", "attention_mode=multiply"]`` -> builder kwargs (values parsed as JSON if possible)."""
+def parse_model_args(pairs, option="--model-arg"):
+    """``["width=8", "attention_mode=multiply"]`` -> builder (or loss) kwargs (values parsed as JSON
+    if possible: numbers, true / false, null)."""
     kwargs = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise ValueError(f"--model-arg takes KEY=VALUE, got {pair!r}")
+            raise ValueError(f"{option} takes KEY=VALUE, got {pair!r}")
         try:
             kwargs[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -353,7 +360,8 @@ def cmd_explain(args):
     model = load_model(args.model)
     options = attention_options(args, [model])
     methods = args.methods or default_explain_methods(model)
-    for path in explain_files(model, args.images, methods, args.out, target=args.target, **options):
+    for path in explain_files(model, args.images, methods, args.out, target=args.target,
+                              progress=progress_mode(args), **options):
         print(path)
 
 
@@ -515,6 +523,7 @@ def build_parser():
                                                          "first, e.g. LTPA's attention_1; try attention_2)")
     p.add_argument("--out", default="explanations", help="folder for <image>.explain.png (never the input's folder "
                                                          "unless you name it)")
+    add_progress_args(p)
     p.set_defaults(func=cmd_explain)
 
     p = add_command(sub, "benchmark", "attention-quality benchmark on data with boxes and masks (cluttered MNIST)")

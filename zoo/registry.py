@@ -91,6 +91,63 @@ class FeatureInfo:
 
 
 @dataclasses.dataclass(frozen=True)
+class GradientRequest:
+    """What a loss needs from inside the train step (:class:`zoo.gradcam.TapGradients`): the
+    feature maps of `taps` and, at each, the gradient of each class score of `classes`.
+
+    - ``taps``: ``((alias, layer), ...)``; a layer name, or ``"gradcam"`` / ``"inner"`` for the
+      architecture's declared Grad-CAM / inner layer; the loss reads ``outputs["features/<alias>"]``
+      and ``outputs["gradients/<alias>/<class>"]``;
+    - ``classes``: ``"true"`` (the label), ``"confusing"`` (:func:`zoo.gradcam.confusing_class`)
+      or ``(name, chooser)`` with ``chooser(logits, labels)`` -> labels (B,) or weights (B, K);
+    - ``second_order``: the gradients stay differentiable, so the loss's own gradient flows
+      through them (and through Grad-CAM's weights); False treats them as constants (first order).
+    """
+
+    taps: tuple = (("gradcam", "gradcam"),)
+    classes: tuple = ("true",)
+    second_order: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """A training objective that adds terms to any architecture's own loss (``zoo train
+    --objective NAME``): ``terms(y_true, outputs, task, **kwargs) -> {part: (B,)}``, summed onto
+    the family loss and each logged as a metric; ``gradients(model, **options) -> GradientRequest``
+    says what the terms read (None: the model's plain outputs), with `options` the loss arguments
+    named in ``options`` (e.g. ``second_order``) that choose it."""
+
+    name: str
+    terms: Callable
+    parts: tuple
+    gradients: Optional[Callable] = None
+    options: tuple = ()
+    description: str = ""
+
+
+_OBJECTIVES: dict = {}
+
+
+def register_objective(objective):
+    """Register an :class:`Objective` under its name (by the family module that defines it)."""
+    if objective.name in _OBJECTIVES:
+        raise ValueError(f"objective {objective.name!r} is registered twice")
+    _OBJECTIVES[objective.name] = objective
+    return objective
+
+
+def get_objective(name):
+    """The registered :class:`Objective` `name` (an error with close names if unknown)."""
+    if name not in _OBJECTIVES:
+        raise unknown_name_error(name, list(_OBJECTIVES), "objective")
+    return _OBJECTIVES[name]
+
+
+def objective_names():
+    return tuple(_OBJECTIVES)
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelSpec:
     """What the zoo knows about one architecture."""
 
@@ -104,27 +161,27 @@ class ModelSpec:
     tasks: tuple = tasks.TASKS  # the tasks this architecture can be built for
     description: str = ""
     loss_schedules: dict = dataclasses.field(default_factory=dict)  # loss kwarg -> zoo.training.core.LossSchedule
-    # the loss needs d(class score)/d(features) of this tap ("gradcam": the declared Grad-CAM layer)
-    feature_gradient: Optional[str] = None
+    gradients: Optional[GradientRequest] = None  # what the family loss reads from inside the train step
+    objective: Optional[str] = None  # the objective trained by default (a registered Objective), None: the loss
 
 
 _REGISTRY: dict = {}
 
 
 def register_model(name, family, builder, loss, feature_info, task="multiclass", tasks_supported=tasks.TASKS,
-                   description="", loss_schedules=None, feature_gradient=None, **defaults):
+                   description="", loss_schedules=None, gradients=None, objective=None, **defaults):
     """Register `builder` under architecture `name` (called by each family module).
 
     `loss_schedules` maps loss keyword arguments to schedules over the epoch
-    (:class:`zoo.training.core.LossSchedule`), applied by the training core. With
-    `feature_gradient` (a layer name, or ``"gradcam"`` for the declared Grad-CAM layer), the
-    core gives the loss the outputs ``tap_features`` and ``tap_gradient``: that layer's output
-    and the gradient of the true class's score with respect to it, differentiable.
+    (:class:`zoo.training.core.LossSchedule`), applied by the training core. With `gradients` (a
+    :class:`GradientRequest`) the core gives the loss feature maps and class-score gradients from
+    inside the train step. `objective`: a registered :class:`Objective` trained by default
+    (``zoo train --objective none`` trains the loss alone).
     """
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is registered twice")
     _REGISTRY[name] = ModelSpec(name, family, builder, loss, feature_info, dict(defaults), task,
-                                tuple(tasks_supported), description, dict(loss_schedules or {}), feature_gradient)
+                                tuple(tasks_supported), description, dict(loss_schedules or {}), gradients, objective)
     return _REGISTRY[name]
 
 

@@ -22,7 +22,7 @@ def builder(num_classes=2, input_shape=(8, 8, 3), name=None):
 
 def penalty_loss(y_true, outputs, task, label_smoothing=0.0):
     """sum over positions and channels of (d score_y / d A)^2 = sum_c W[c, y]^2 / (h w)."""
-    gradient = outputs["tap_gradient"]
+    gradient = outputs["gradients/tap/true"]
     return keras.ops.sum(keras.ops.square(gradient), axis=(1, 2, 3))
 
 
@@ -31,8 +31,9 @@ def register():
 
     if NAME not in registry.list_models():
         info = registry.FeatureInfo("features", None, (), ("fc",), ())
-        registry.register_model(NAME, "test", builder, penalty_loss, lambda config: info,
-                                feature_gradient="features", num_classes=2, input_shape=(8, 8, 3))
+        tap = registry.GradientRequest(taps=(("tap", "features"),), second_order=True)
+        registry.register_model(NAME, "test", builder, penalty_loss, lambda config: info, gradients=tap, num_classes=2,
+                                input_shape=(8, 8, 3))
     return NAME
 
 
@@ -85,11 +86,12 @@ def abn_with_gradcam_loss():
     spec = zoo.get_spec("abn_resnet20")
 
     def loss(y, outputs, task, **kwargs):
-        return keras.ops.mean(keras.ops.square(outputs["tap_gradient"]), axis=(1, 2, 3)) + spec.loss(
+        return keras.ops.mean(keras.ops.square(outputs["gradients/tap/true"]), axis=(1, 2, 3)) + spec.loss(
             y, outputs, task, **kwargs)
 
     registry.register_model("test_abn_gradcam", "test", spec.builder, loss, spec.feature_info,
-                            feature_gradient="gradcam", depth=8, width=4, num_classes=2, input_shape=(16, 16, 3))
+                            gradients=registry.GradientRequest(taps=(("tap", "gradcam"),), second_order=True), depth=8,
+                            width=4, num_classes=2, input_shape=(16, 16, 3))
     images, labels = toy_images(32, size=16)
     _, history = fit("test_abn_gradcam", (images, labels), TrainConfig(epochs=2, batch_size=16, progress=False))
     return history["loss"]

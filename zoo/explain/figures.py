@@ -182,11 +182,12 @@ def save_grid_figure(path, rows, column_names, boxes=None, cell_size=1.4, cmap="
     return save_figure(fig, path, force)
 
 
-def explain_files(model, paths, methods, out_dir, target=None, height=PANEL_HEIGHT, **options):
+def explain_files(model, paths, methods, out_dir, target=None, height=PANEL_HEIGHT, progress=True, **options):
     """``zoo explain``: per image file, ``<out_dir>/<stem>.explain.png`` with the image as given
     and each method's map over it (:func:`zoo.explain.methods.explain` of the model's input, which
     takes `options` such as ``attention_map="attention_2"``), titled with the explained class or
-    attribute and its probability; returns the written paths."""
+    attribute and its probability (`progress`: :class:`zoo.progress.Progress`, one step per
+    method); returns the written paths."""
     from pathlib import Path
 
     from zoo import tasks
@@ -194,9 +195,14 @@ def explain_files(model, paths, methods, out_dir, target=None, height=PANEL_HEIG
     from zoo.explain.methods import explain, method_label, target_indices
     from zoo.hub import model_image_size
     from zoo.prediction import overlay_names
+    from zoo.progress import Progress
 
     images = np.stack([read_image(p, model_image_size(model)) for p in paths]).astype("float32")
-    maps = explain(model, images, methods, target=target, **options)
+    shown = Progress(len(methods), f"explaining {len(paths)} image(s)", progress, unit="method", step_lines=True)
+    maps = {}
+    for method in methods:
+        maps.update(explain(model, images, [method], target=target, **options))
+        shown.advance(method)
     logits = model(images, training=False)["logits"]
     probabilities = np.asarray(tasks.task_of(model).probabilities(logits))
     targets = target_indices(model, images, target)

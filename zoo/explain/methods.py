@@ -18,16 +18,16 @@ multi-label model the most probable attribute). Methods (:data:`METHODS`):
   the image (Zeiler & Fergus, ECCV 2014), averaged where patches overlap.
 
 ``S`` is the target's logit (pre-softmax / pre-sigmoid score). Gradients go through
-:mod:`zoo.training.autodiff` (TensorFlow, JAX, PyTorch), the same code that makes Grad-CAM
-differentiable inside a train step; :func:`gradcam_from` is that Grad-CAM on given features and
-gradients (keras.ops, differentiable).
+:mod:`zoo.autodiff` (TensorFlow, JAX, PyTorch), the same code that makes Grad-CAM
+differentiable inside a train step; Grad-CAM itself (:func:`zoo.gradcam.gradcam_from`) is the
+one training objectives back-propagate through.
 """
 
 import numpy as np
 from keras import ops
 
-from zoo import registry, tasks
-from zoo.training import autodiff
+from zoo import autodiff, registry, tasks
+from zoo.gradcam import TapGradients, class_score, gradcam_from, gradcam_plus_plus_from  # noqa: F401 (API here too)
 
 METHODS = ("attention", "gradcam", "gradcam++", "smoothgrad", "integrated_gradients", "occlusion")
 
@@ -35,25 +35,6 @@ METHODS = ("attention", "gradcam", "gradcam++", "smoothgrad", "integrated_gradie
 def method_label(method, attention_map=None):
     """How tables and figures name a method: ``attention (attention_2)`` when a declared map is named."""
     return f"{method} ({attention_map})" if method == "attention" and attention_map else method
-
-
-def gradcam_from(features, gradient):
-    """Grad-CAM of feature maps (B, h, w, C) and ``dS/dfeatures``: (B, h, w), differentiable."""
-    weights = ops.mean(gradient, axis=(1, 2), keepdims=True)  # alpha_k (Eq. 1)
-    return ops.relu(ops.sum(weights * features, axis=-1))  # Eq. 2
-
-
-def gradcam_plus_plus_from(features, gradient, score):
-    """Grad-CAM++ (B, h, w) with the exponential of the score `score` (B,): the closed-form alphas
-    of Chattopadhay et al. Eq. 19; ``exp(S)`` scales each image's map only."""
-    first = ops.exp(score)[:, None, None, None] * gradient
-    second, third = gradient**2, gradient**3
-    denominator = 2.0 * second + third * ops.sum(features, axis=(1, 2), keepdims=True)
-    alphas = second / ops.where(denominator != 0, denominator, ops.ones_like(denominator))
-    norm = ops.sum(alphas, axis=(1, 2), keepdims=True)
-    alphas = alphas / ops.where(norm != 0, norm, ops.ones_like(norm))
-    weights = ops.sum(ops.relu(first) * alphas, axis=(1, 2), keepdims=True)
-    return ops.relu(ops.sum(weights * features, axis=-1))
 
 
 def default_targets(model, images, outputs=None):
@@ -83,29 +64,18 @@ def target_indices(model, images, target, outputs=None):
     return np.asarray(indices)
 
 
-def target_score(logits, targets):
-    """Sum over the batch of each image's target logit (images are independent in inference)."""
-    one_hot = ops.one_hot(ops.convert_to_tensor(targets, "int32"), logits.shape[-1])
-    return ops.sum(ops.cast(logits, "float32") * one_hot)
-
-
 def layer_gradient(model, images, targets, layer=None):
     """``(features, dS/dfeatures)`` at `layer` (default: the declared Grad-CAM layer), numpy."""
-    from zoo.training.core import TrainingCore
-
-    trunk, head = TrainingCore.split_at_tap(model, layer or "gradcam")
-    images = ops.convert_to_tensor(images)
-    features = trunk(images, training=False)
-    _, gradient = autodiff.outputs_and_gradient(lambda f: head([images, f], training=False), features,
-                                                lambda out: target_score(out["logits"], targets), model.variables)
-    return ops.convert_to_numpy(features), ops.convert_to_numpy(gradient)
+    request = registry.GradientRequest(taps=(("layer", layer or "gradcam"),), classes=("true",))
+    out = TapGradients(model, request)(images, ops.convert_to_tensor(np.asarray(targets), "int32"), training=False)
+    return ops.convert_to_numpy(out["features/layer"]), ops.convert_to_numpy(out["gradients/layer/true"])
 
 
 def input_gradient(model, images, targets):
     """``dS/dimages`` (B, H, W, 3), numpy."""
-    images = ops.convert_to_tensor(images, "float32")
-    _, gradient = autodiff.outputs_and_gradient(lambda x: model(x, training=False), images,
-                                                lambda out: target_score(out["logits"], targets), model.variables)
+    labels = ops.convert_to_tensor(np.asarray(targets), "int32")
+    (gradient,) = autodiff.gradients(lambda x: model(x, training=False), ops.convert_to_tensor(images, "float32"),
+                                     [lambda out: class_score(out["logits"], labels)], model.variables)
     return ops.convert_to_numpy(gradient)
 
 

@@ -4,8 +4,10 @@
 - :mod:`zoo.models.ltpa`: Learn To Pay Attention (Jetley et al., ICLR 2018).
 - :mod:`zoo.models.multichannel`: multi-channel attention (Kimura & Tanaka, 2019).
 - :mod:`zoo.models.plain`: backbones without attention (the baselines).
+- :mod:`zoo.models.sfocus`: Sharpen Focus (Wang et al., ICCV 2019): a training objective on
+  Grad-CAM for any single-label architecture, and CIFAR ResNets trained with it.
 - :mod:`zoo.models.backbones`: backbones split into feature extractor and last stage.
 - :mod:`zoo.models.layers`: building blocks shared by the families.
 """
 
-from zoo.models import abn, ltpa, multichannel, plain  # noqa: F401
+from zoo.models import abn, ltpa, multichannel, plain, sfocus  # noqa: F401

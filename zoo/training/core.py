@@ -12,13 +12,16 @@ What a train step computes, whichever engine drives it (:mod:`zoo.training.loop`
   replicas each adds ``1/R`` of it, because the replicas' gradients are summed;
 - the metrics: the family objective (``loss``), the task loss of ``logits`` alone
   (``logits_loss``, on the scale of ``zoo evaluate``'s loss) and the task's accuracy;
-- the forward pass (:meth:`TrainingCore.forward`): for a family whose loss needs the gradient of
-  the class score with respect to an inner feature map (Sharpen Focus' Grad-CAM in training),
-  the model is split at that tap and :mod:`zoo.training.autodiff` adds ``tap_features`` and
-  ``tap_gradient`` to the outputs, differentiable, on every backend.
+- the objective (``TrainConfig.objective``, a :class:`zoo.registry.Objective` such as Sharpen
+  Focus): terms added to any architecture's loss, each logged as a metric;
+- the forward pass (:meth:`TrainingCore.forward`): where the loss or the objective reads feature
+  maps and class-score gradients from inside the step (a :class:`zoo.registry.GradientRequest`:
+  Grad-CAM in training), :class:`zoo.gradcam.TapGradients` adds them to the outputs, on every
+  backend.
 """
 
 import dataclasses
+import inspect
 import math
 
 import keras
@@ -26,8 +29,8 @@ import numpy as np
 from keras import ops
 
 from zoo import registry, tasks
-from zoo.errors import TrainingDiverged
-from zoo.training import autodiff
+from zoo.errors import InvalidInput, TrainingDiverged
+from zoo.gradcam import TapGradients
 
 
 @dataclasses.dataclass
@@ -44,25 +47,12 @@ class LossSchedule:
         return self.start + (self.end - self.start) * progress
 
 
-def tap_output(model, name):
-    """The symbolic output of layer `name` inside `model`'s graph. For a nested model (a
-    ``keras.applications`` backbone declared as a tap) ``.output`` is its own graph's output, not
-    connected to `model`'s input: the node of its call that belongs to `model`'s graph is used
-    (Keras keys a graph's nodes ``<id(layer)>_ib-<index>``; cutting models adds other nodes)."""
-    layer = model.get_layer(name)
-    if not isinstance(layer, keras.Model):
-        return layer.output
-    for index, node in enumerate(layer._inbound_nodes):
-        if f"{id(layer)}_ib-{index}" in model._nodes:
-            outputs = node.output_tensors
-            return outputs[0] if len(outputs) == 1 else outputs
-    raise ValueError(f"layer {name!r} is not called inside {model.name}")
-
-
 class TrainingCore:
     """Loss, weight decay and metrics of one model under one recipe.
 
     `steps_per_epoch` turns optimizer steps into the fractional epoch the loss schedules see.
+    The objective (``config.objective``, None: the architecture's default) adds its terms to the
+    family loss; ``config.loss_kwargs`` go to whichever of the two takes them.
     """
 
     def __init__(self, model, config, steps_per_epoch, num_replicas=1):
@@ -72,56 +62,65 @@ class TrainingCore:
         self.task = tasks.task_of(model)
         self.steps_per_epoch = max(1, int(steps_per_epoch))
         self.num_replicas = int(num_replicas)
-        self.loss_kwargs = {"label_smoothing": config.label_smoothing, **config.loss_kwargs}
+        self.objective_spec = chosen_objective(self.spec, config)
+        self.loss_kwargs, self.objective_kwargs, self.request_options = split_loss_kwargs(
+            self.spec, self.objective_spec, {"label_smoothing": config.label_smoothing, **config.loss_kwargs})
         self.schedules = {name: schedule if isinstance(schedule, LossSchedule) else LossSchedule(**schedule)
                           for name, schedule in {**self.spec.loss_schedules, **config.loss_schedules}.items()}
-        self.split = self.split_at_tap(model, self.spec.feature_gradient)
+        self.tapped = self.tap_gradients(model)
         self.loss_metric = keras.metrics.Mean(name="loss")
         self.logits_loss_metric = keras.metrics.Mean(name="logits_loss")
+        parts = self.objective_spec.parts if self.objective_spec else ()
+        self.part_metrics = {part: keras.metrics.Mean(name=part) for part in parts}
         self.task_metrics = self.task.train_metrics()
 
-    @staticmethod
-    def split_at_tap(model, tap):
-        """``(trunk, head)``: the model cut at layer `tap` (head takes ``[images, features]``)."""
-        if tap is None:
+    def tap_gradients(self, model):
+        """What the family loss and the objective read from inside the step (one request), or None."""
+        requests = [self.spec.gradients]
+        if self.objective_spec is not None and self.objective_spec.gradients is not None:
+            requests.append(self.objective_spec.gradients(model, **self.request_options))
+        requests = [r for r in requests if r is not None]
+        if not requests:
             return None
-        if tap == "gradcam":
-            tap = registry.feature_info(model).gradcam_layer
-        features = tap_output(model, tap)
-        return keras.Model(model.input, features), keras.Model([model.input, features], model.output)
+        request = registry.GradientRequest(
+            taps=tuple(dict(tap for r in requests for tap in r.taps).items()),
+            classes=tuple(dict.fromkeys(c for r in requests for c in r.classes)),
+            second_order=any(r.second_order for r in requests))
+        return TapGradients(model, request)
 
     @property
     def needs_labels(self):
-        """Whether :meth:`forward` needs the labels (the score's class)."""
-        return self.split is not None
+        """Whether :meth:`forward` needs the labels (the scores' classes)."""
+        return self.tapped is not None
 
     def forward(self, images, labels=None, training=True):
-        """The model's outputs, plus ``tap_features`` / ``tap_gradient`` where the loss needs them."""
-        if self.split is None:
+        """The model's outputs, plus the requested features and gradients when training (never
+        in evaluation: the objective is a training loss)."""
+        if self.tapped is None or not training:
             return self.model(images, training=training)
-        trunk, head = self.split
-        images = ops.convert_to_tensor(images)
-        features = trunk(images, training=training)
-
-        def score(outputs):
-            return class_score(outputs["logits"], labels)
-
-        outputs, gradient = autodiff.outputs_and_gradient(lambda f: head([images, f], training=training), features,
-                                                          score, self.model.variables)
-        return {**outputs, "tap_features": features, "tap_gradient": gradient}
+        return self.tapped(images, labels, training=training)
 
     @property
     def metrics(self):
-        return [self.loss_metric, self.logits_loss_metric, *self.task_metrics]
+        return [self.loss_metric, self.logits_loss_metric, *self.part_metrics.values(), *self.task_metrics]
 
     def loss_arguments(self, step):
-        """The loss's keyword arguments at optimizer step `step` (scheduled ones computed)."""
+        """The family loss's keyword arguments at optimizer step `step` (scheduled ones computed)."""
         epoch = ops.cast(step, "float32") / float(self.steps_per_epoch)
         return {**self.loss_kwargs, **{name: s.value(epoch) for name, s in self.schedules.items()}}
 
-    def per_example_loss(self, labels, outputs, step):
-        """The family loss of each example (B,) at optimizer step `step`."""
-        return self.spec.loss(labels, outputs, self.task, **self.loss_arguments(step))
+    def losses(self, labels, outputs, step, training=True):
+        """``{"loss": (B,), part: (B,), ...}``: the family loss at optimizer step `step` plus, when
+        training, each term of the objective (their sum is ``"loss"``)."""
+        loss = self.spec.loss(labels, outputs, self.task, **self.loss_arguments(step))
+        if self.objective_spec is None or not training:
+            return {"loss": loss}
+        parts = self.objective_spec.terms(labels, outputs, self.task, **self.objective_kwargs)
+        return {"loss": loss + sum(parts.values()), **parts}
+
+    def per_example_loss(self, labels, outputs, step, training=True):
+        """The total loss of each example (B,)."""
+        return self.losses(labels, outputs, step, training)["loss"]
 
     def decay_penalty(self):
         """``wd/2 * sum ||w||^2`` over the trainable weights (0 without decay)."""
@@ -140,14 +139,18 @@ class TrainingCore:
             data = ops.sum(per_example) / float(global_batch_size)
         return data + self.decay_penalty() / self.num_replicas
 
-    def update_metrics(self, labels, outputs, per_example):
-        self.update_loss_metrics(labels, outputs, per_example)
+    def update_metrics(self, labels, outputs, losses):
+        self.update_loss_metrics(labels, outputs, losses)
         self.update_task_metrics(labels, outputs)
 
-    def update_loss_metrics(self, labels, outputs, per_example):
-        """The objective and the task loss of ``logits`` (``model.fit`` calls this where the loss
-        is computed: its metric step cannot read the step counter under JAX)."""
-        self.loss_metric.update_state(ops.mean(per_example))
+    def update_loss_metrics(self, labels, outputs, losses):
+        """The objective, each of its parts and the task loss of ``logits`` from :meth:`losses`
+        (``model.fit`` calls this where the loss is computed: its metric step cannot read the step
+        counter under JAX)."""
+        self.loss_metric.update_state(ops.mean(losses["loss"]))
+        for part, metric in self.part_metrics.items():
+            if part in losses:
+                metric.update_state(ops.mean(losses[part]))
         self.logits_loss_metric.update_state(ops.mean(self.task.loss(labels, outputs["logits"])))
 
     def update_task_metrics(self, labels, outputs):
@@ -161,13 +164,34 @@ class TrainingCore:
             metric.reset_state()
 
 
-def class_score(logits, labels):
-    """Sum over the batch of each image's score for its labelled class (integer labels) or of the
-    label-weighted scores (one-hot, mixed or multi-hot labels)."""
-    logits = ops.cast(logits, "float32")
-    if len(labels.shape) == 1:
-        labels = ops.one_hot(ops.cast(labels, "int32"), logits.shape[-1])
-    return ops.sum(logits * ops.cast(labels, "float32"))
+def chosen_objective(spec, config):
+    """The :class:`zoo.registry.Objective` a run trains: ``config.objective``, None: the
+    architecture's default, ``"none"``: the family loss alone."""
+    name = config.objective if config.objective is not None else spec.objective
+    return None if name in (None, "none") else registry.get_objective(name)
+
+
+def keyword_parameters(fn):
+    """``(names, takes_any)``: the keyword arguments `fn` takes after ``(y_true, outputs, task)``."""
+    parameters = list(inspect.signature(fn).parameters.values())[3:]
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    return {p.name for p in parameters if p.kind is not inspect.Parameter.VAR_KEYWORD}, takes_any
+
+
+def split_loss_kwargs(spec, objective, kwargs):
+    """``(family loss kwargs, objective term kwargs, objective options)``: each loss argument goes
+    to the one that takes it; one that none takes is an error that lists the valid ones."""
+    family, family_takes_any = keyword_parameters(spec.loss)
+    family |= set(spec.loss_schedules)
+    terms = keyword_parameters(objective.terms)[0] if objective else set()
+    options = set(objective.options) if objective else set()
+    unknown = [key for key in kwargs if key not in family | terms | options and not family_takes_any]
+    if unknown:
+        where = f"{spec.name}{f' with the {objective.name} objective' if objective else ''}"
+        raise InvalidInput(f"{where} takes no loss argument {unknown[0]!r}; its loss arguments are: "
+                           f"{', '.join(sorted(family | terms | options))}")
+    return ({k: v for k, v in kwargs.items() if k not in terms | options},
+            {k: v for k, v in kwargs.items() if k in terms}, {k: v for k, v in kwargs.items() if k in options})
 
 
 def scalar_metrics(metrics, prefix):

@@ -97,11 +97,11 @@ class FitModel(keras.Model):
         return self.model(inputs, training=training)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        per_example = self.core.per_example_loss(y, y_pred, self.loss_step)
+        losses = self.core.losses(y, y_pred, self.loss_step, training=training)
         if training:
             self.loss_step.assign_add(1)
-        self.core.update_loss_metrics(y, y_pred, per_example)
-        return self.core.objective(per_example)
+        self.core.update_loss_metrics(y, y_pred, losses)
+        return self.core.objective(losses["loss"])
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         self.core.update_task_metrics(y, y_pred)

@@ -150,12 +150,12 @@ class Trainer:
         def step_fn(images, labels):
             with tf.GradientTape() as tape:
                 outputs = core.forward(images, labels, training=True)
-                per_example = core.per_example_loss(labels, outputs, optimizer.iterations)
-                loss = core.objective(per_example, global_batch)
+                losses = core.losses(labels, outputs, optimizer.iterations)
+                loss = core.objective(losses["loss"], global_batch)
                 scaled = optimizer.scale_loss(loss)  # float16: the decay term is scaled with the loss
             variables = model.trainable_variables
             optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
-            core.update_metrics(labels, outputs, per_example)
+            core.update_metrics(labels, outputs, losses)
             return loss
 
         @tf.function

@@ -41,7 +41,8 @@ class TrainConfig:
     gamma: float = 0.1  # "step" factor
     warmup_epochs: float = 0.0  # linear warm-up, for "cosine"
     label_smoothing: float = 0.0
-    loss_kwargs: dict = dataclasses.field(default_factory=dict)  # e.g. {"attention_loss_weight": 1}
+    loss_kwargs: dict = dataclasses.field(default_factory=dict)  # e.g. {"attention_loss_weight": 1}, {"sigma": 0.55}
+    objective: Optional[str] = None  # a registered objective ("sharpen_focus"); None: the architecture's, "none"
     loss_schedules: dict = dataclasses.field(default_factory=dict)  # kwarg -> {"start", "end", "epochs"}
     mixed_precision: Optional[str] = None  # None, "bfloat16" or "float16"
     seed: int = 0

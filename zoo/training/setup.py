@@ -139,14 +139,18 @@ def check_config(config: TrainConfig, resume=False):
         problems.append(f"warmup_epochs must be in [0, epochs={config.epochs}), got {config.warmup_epochs}")
     if resume and not config.checkpoint_dir:
         problems.append("resume needs the checkpoints of the run to continue: pass --checkpoint-dir (checkpoint_dir)")
+    if config.objective not in (None, "none"):
+        from zoo import registry
+
+        registry.get_objective(config.objective)  # an unknown name lists the registered ones
     if problems:
         raise InvalidInput("; ".join(problems))
 
 
 RUN_CONFIG = "run_config.json"
 RESUME_FIELDS = ("epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "schedule", "milestones",
-                 "gamma", "warmup_epochs", "label_smoothing", "loss_kwargs", "loss_schedules", "mixed_precision",
-                 "seed", "augment")
+                 "gamma", "warmup_epochs", "label_smoothing", "loss_kwargs", "objective", "loss_schedules",
+                 "mixed_precision", "seed", "augment")
 
 
 def data_fingerprint(source):
