@@ -1,11 +1,13 @@
 #!/usr/bin/env python
 """Training and inference throughput (images/s) of the ABN models, variants side by side.
 
-    python scripts/bench.py [--model abn_resnet20] [--batch-size 128] [--steps 20] [--markdown]
+    python scripts/bench.py [--model abn_resnet20] [--batch-size 128] [--steps 20] [--only objective]
 
 Training: the zoo's custom loop (fp32, bfloat16, MirroredStrategy over 2 logical CPU devices)
 against ``model.fit`` on the same model and a plain ResNet-20 (no attention branch) with
-``model.fit``. Inference: Keras fp32 / bfloat16 against the TFLite export (fp32, float16).
+``model.fit``. Objectives: the custom loop on ``--objective-model`` (``sfocus_resnet20``) with
+cross-entropy alone, Sharpen Focus first order and second order (its cost). Inference: Keras
+fp32 / bfloat16 against the TFLite export (fp32, float16).
 Each variant runs `--warmup` untimed steps, then `--steps` timed ones; the table reports
 images/s and the ratio to the first row of its group, which is what to compare on a noisy
 machine.
@@ -45,8 +47,10 @@ def fake_data(n, size=32, num_classes=10, seed=0):
     return rng.integers(0, 256, (n, size, size, 3)).astype("uint8"), rng.integers(0, num_classes, n)
 
 
-def ctl_throughput(arch, images, labels, batch, warmup, steps, mixed_precision=None, strategy=None):
-    config = TrainConfig(epochs=1000, batch_size=batch, progress=False, mixed_precision=mixed_precision)
+def ctl_throughput(arch, images, labels, batch, warmup, steps, mixed_precision=None, strategy=None, objective=None,
+                   loss_kwargs=None):
+    config = TrainConfig(epochs=1000, batch_size=batch, progress=False, mixed_precision=mixed_precision,
+                         objective=objective, loss_kwargs=loss_kwargs or {})
     trainer = Trainer(arch, ArraySource(images, labels), config, strategy=strategy)
     iterator = trainer._distributed_epoch(0, 0)
     return timed(lambda: trainer._train_step(iterator), warmup, steps, batch)
@@ -99,18 +103,28 @@ def inference_rows(arch, batch, warmup, steps):
     return rows
 
 
+def objective_rows(arch, images, labels, batch, warmup, steps):
+    """The same network and loop: cross-entropy alone, then Sharpen Focus first and second order."""
+    variants = [("cross-entropy alone", "none", {}), ("Sharpen Focus, first order", "sharpen_focus", {}),
+                ("Sharpen Focus, second order", "sharpen_focus", {"second_order": True})]
+    return [(f"CTL fp32, {arch}, {name}", ctl_throughput(arch, images, labels, batch, warmup, steps,
+                                                          objective=objective, loss_kwargs=kwargs))
+            for name, objective, kwargs in variants]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="abn_resnet20")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--only", choices=["train", "inference"], default=None)
+    parser.add_argument("--only", choices=["train", "objective", "inference"], default=None)
+    parser.add_argument("--objective-model", default="sfocus_resnet20", help="network of the objective rows")
     args = parser.parse_args()
     batch, warmup, steps = args.batch_size, args.warmup, args.steps
     images, labels = fake_data(batch * (warmup + steps + 2))
 
-    training = [] if args.only == "inference" else [
+    training = [] if args.only in ("inference", "objective") else [
         ("CTL fp32, 1 device", ctl_throughput(args.model, images, labels, batch, warmup, steps)),
         ("CTL bfloat16, 1 device", ctl_throughput(args.model, images, labels, batch, warmup, steps, "bfloat16")),
         ("CTL fp32, MirroredStrategy (2 logical CPUs)", ctl_throughput(
@@ -119,14 +133,16 @@ def main():
         ("model.fit fp32 (zoo fit engine), same model", fit_throughput(
             zoo.build(args.model), images, labels, batch, warmup, steps, zoo_engine=True)),
     ]
-    if args.model == "abn_resnet20" and args.only != "inference":
+    if args.model == "abn_resnet20" and args.only is None or args.only == "train":
         training.append(("model.fit fp32, plain ResNet-20 (no attention)",
                          fit_throughput(plain_resnet20(), images, labels, batch, warmup, steps, zoo_engine=False)))
-    inference = [] if args.only == "train" else inference_rows(args.model, batch, warmup, steps)
+    objectives = [] if args.only not in (None, "objective") else objective_rows(
+        args.objective_model, images, labels, batch, warmup, steps)
+    inference = [] if args.only in ("train", "objective") else inference_rows(args.model, batch, warmup, steps)
 
     print(f"\n{args.model}, batch {batch}, {steps} timed steps after {warmup} warm-up steps\n")
     print("| mode | variant | images/s | ratio |\n| --- | --- | ---: | ---: |")
-    for mode, rows in (("train", training), ("inference", inference)):
+    for mode, rows in (("train", training), ("train objective", objectives), ("inference", inference)):
         base = rows[0][1] if rows else 1.0
         for name, value in rows:
             print(f"| {mode} | {name} | {value:.0f} | {value / base:.2f} |")

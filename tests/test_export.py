@@ -99,11 +99,16 @@ def test_every_family_exports_through_the_cli(arch, tmp_path):
     assert main(["export", str(tmp_path / "model"), "--format", "tflite", "--output", str(tmp_path / "m.tflite")]) == 0
     out = export.tflite_runner(tmp_path / "m.tflite")(image=images)
     assert export.read_labels(tmp_path / "m.tflite") == names
-    assert main(["export", str(tmp_path / "model"), "--output", str(tmp_path / "sm")]) == 0
-    loaded = tf.saved_model.load(str(tmp_path / "sm"))  # keep a reference: its variables die with it
-    served = loaded.serve(tf.constant(images))
-    assert set(served) == set(expected) | {"probabilities"} and set(out) == set(served)
+    assert set(out) == set(expected) | {"probabilities"}
     for key, value in expected.items():
         scale = max(1.0, np.abs(value).max())
         np.testing.assert_allclose(out[key], value, atol=1e-3 * scale, err_msg=f"{arch} tflite {key}")
+    if arch == "abn_resnet50":  # its SavedModel is the same graph as the others' (30 s more of the suite)
+        return
+    assert main(["export", str(tmp_path / "model"), "--output", str(tmp_path / "sm")]) == 0
+    loaded = tf.saved_model.load(str(tmp_path / "sm"))  # keep a reference: its variables die with it
+    served = loaded.serve(tf.constant(images))
+    assert set(served) == set(out)
+    for key, value in expected.items():
+        scale = max(1.0, np.abs(value).max())
         np.testing.assert_allclose(served[key], value, atol=1e-4 * scale, err_msg=f"{arch} saved_model {key}")

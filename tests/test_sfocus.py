@@ -266,3 +266,26 @@ def test_clear_errors_for_models_the_objective_cannot_train():
 
     with pytest.raises(ValueError, match="Did you mean: sharpen_focus"):
         setup.check_config(TrainConfig(objective="sharpen_focs"))
+
+
+def test_zoo_train_takes_the_objective_and_its_arguments_for_any_architecture(tmp_path, capsys):
+    import json
+
+    from tests.conftest import write_toy_npz
+    from zoo.cli import main
+
+    write_toy_npz(tmp_path / "d.npz", n_train=16, n_test=8)
+    common = ["--data", str(tmp_path / "d.npz"), "--image-size", "16", "16", "--epochs", "1", "--batch-size", "8",
+              "--no-progress"]
+    assert main(["train", "sfocus_resnet20", *common, "--loss-arg", "sigma=0.5", "--output", str(tmp_path / "sf")]) == 0
+    epoch = json.loads([line for line in capsys.readouterr().out.splitlines() if line.startswith('{"epoch"')][-1])
+    assert {"train_as_last", "train_as_inner", "train_ac", "train_logits_loss"} <= set(epoch)
+    saved = json.loads((tmp_path / "sf" / "zoo_config.json").read_text())
+    assert saved["objective"] == "sharpen_focus" and saved["train_config"]["loss_kwargs"] == {"sigma": 0.5}
+    assert main(["train", "sfocus_resnet20", *common, "--objective", "none", "--output", str(tmp_path / "ce")]) == 0
+    assert "train_as_last" not in capsys.readouterr().out  # cross-entropy alone
+    abn = ["--model-arg", "depth=8", "--model-arg", "width=4", "--objective", "sharpen_focus"]
+    assert main(["train", "abn_resnet20", *common, *abn, "--output", str(tmp_path / "abn")]) == 0
+    assert '"train_as_inner"' in capsys.readouterr().out  # the objective on another family, its declared taps
+    assert main(["train", "sfocus_resnet20", *common, "--loss-arg", "sigmaa=1", "--output", str(tmp_path / "x")]) == 2
+    assert "no loss argument 'sigmaa'" in capsys.readouterr().err

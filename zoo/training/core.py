@@ -89,6 +89,11 @@ class TrainingCore:
         return TapGradients(model, request)
 
     @property
+    def objective_name(self):
+        """The objective trained ("none": the family loss alone)."""
+        return self.objective_spec.name if self.objective_spec else "none"
+
+    @property
     def needs_labels(self):
         """Whether :meth:`forward` needs the labels (the scores' classes)."""
         return self.tapped is not None

@@ -177,8 +177,8 @@ def fit(model, train_data, config: TrainConfig, test_data=None, build_kwargs=Non
         print(json.dumps({"kept_epoch": extra["kept_epoch"], "val_score": best.best.score}), flush=True)
     if output_dir:
         step = ops.convert_to_numpy(optimizer.iterations)
-        save_model(net, output_dir, extra={**run_summary(config, step, per_epoch, history_fit=history.history),
-                                           **extra}, force=force)
+        summary = run_summary(config, step, per_epoch, trainer.core.objective_name, history_fit=history.history)
+        save_model(net, output_dir, extra={**summary, **extra}, force=force)
     return net, history.history
 
 

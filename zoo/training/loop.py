@@ -264,7 +264,8 @@ class Trainer:
 
     def run_summary(self, history):
         """What a saved model records of its training (weight cards count epochs from it)."""
-        summary = run_summary(self.config, self.optimizer.iterations.numpy(), self.steps_per_epoch, history=history)
+        summary = run_summary(self.config, self.optimizer.iterations.numpy(), self.steps_per_epoch,
+                              self.core.objective_name, history=history)
         if self.config.keep_best and self.best.epoch is not None:
             summary["kept_epoch"] = self.best.epoch
         return summary

@@ -62,10 +62,12 @@ class TrainConfig:
         return {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in vars(self).items()}
 
 
-def run_summary(config: TrainConfig, step, steps_per_epoch, **histories):
+def run_summary(config: TrainConfig, step, steps_per_epoch, objective="none", **histories):
     """What a saved model records of its training, for either engine (weight cards count epochs
-    from ``step / steps_per_epoch``): the recipe, the step reached, and the engine's history."""
-    return {**histories, "train_config": config.to_json(), "step": int(step), "steps_per_epoch": steps_per_epoch}
+    from ``step / steps_per_epoch``): the recipe, the objective trained (resolved: the
+    architecture's default named), the step reached, and the engine's history."""
+    return {**histories, "train_config": config.to_json(), "objective": objective, "step": int(step),
+            "steps_per_epoch": steps_per_epoch}
 
 
 def learning_rate_schedule(config: TrainConfig, steps_per_epoch):
