@@ -140,7 +140,8 @@ def main():
         args.objective_model, images, labels, batch, warmup, steps)
     inference = [] if args.only in ("train", "objective") else inference_rows(args.model, batch, warmup, steps)
 
-    print(f"\n{args.model}, batch {batch}, {steps} timed steps after {warmup} warm-up steps\n")
+    print(f"\nbatch {batch}, {steps} timed steps after {warmup} warm-up steps (--model {args.model}, "
+          f"--objective-model {args.objective_model})\n")
     print("| mode | variant | images/s | ratio |\n| --- | --- | ---: | ---: |")
     for mode, rows in (("train", training), ("train objective", objectives), ("inference", inference)):
         base = rows[0][1] if rows else 1.0

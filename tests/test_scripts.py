@@ -30,3 +30,19 @@ def test_training_stages_follow_finetuned_from_oldest_first(tmp_path):
         (directory / "config.json").write_text(json.dumps(config))
         (directory / "model.weights.h5").write_bytes(b"")
     assert [stage.get("finetuned_from") for stage in publish.training_stages(second)] == [None, str(first)]
+
+
+def test_sfocus_separability_measures_top1_and_the_terms_on_test_images(tmp_path):
+    import numpy as np
+
+    import zoo
+    from tests.conftest import write_toy_npz
+
+    measure = load_script("sfocus_separability").measure
+    write_toy_npz(tmp_path / "d.npz", n_test=12)
+    model = zoo.build("sfocus_resnet20", num_classes=2, input_shape=(16, 16, 3))
+    model.zoo_config["class_names"] = ["red", "blue"]
+    row = measure(model, str(tmp_path / "d.npz"), max_examples=10, batch_size=4)
+    assert row["num_examples"] == 10 and 0 <= row["top1"] <= 1
+    assert 0 <= row["as_last"] <= 1 and 0 <= row["as_inner"] <= 1 and -0.2 <= row["ac"] <= 0.8
+    assert np.isfinite(list(row.values())).all()
