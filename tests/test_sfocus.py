@@ -101,9 +101,12 @@ def test_both_engines_and_jax_give_the_same_losses_and_one_step_update(tmp_path)
     import subprocess
     import sys
 
+    import keras
+
     import zoo
     from tests.helpers import sfocus_step
 
+    keras.utils.set_random_seed(0)
     start = zoo.build("sfocus_resnet20", **sfocus_step.BUILD)
     start.save_weights(str(tmp_path / "start.weights.h5"))
     images, labels = tiny_batch()
@@ -130,11 +133,14 @@ def test_both_engines_and_jax_give_the_same_losses_and_one_step_update(tmp_path)
     assert str(out["backend"]) == "jax"
     for part in ("loss", "as_last", "as_inner", "ac"):
         assert jax_losses[part] == pytest.approx(fit_losses[part], rel=1e-4, abs=1e-6), part
-    # the step's update, to within 2% of its size: Grad-CAM's steep mask (omega = 100) amplifies
-    # JAX's and TensorFlow's last-digit differences in the features (the losses agree to 1e-4)
+    # the step's update, to within 2% of its size (Grad-CAM's mask, steep even at omega = 10,
+    # amplifies JAX's and TensorFlow's last-digit differences in the features)
+    worst = 0.0
     for i, (tf_after, before) in enumerate(zip(fit_weights, (np.asarray(w) for w in start.weights))):
         step = np.abs(tf_after - before).max()
-        assert np.abs(out[f"arr_{i}"] - tf_after).max() <= 0.02 * step + 1e-7, (start.weights[i].path, step)
+        worst = max(worst, np.abs(out[f"arr_{i}"] - tf_after).max() / max(step, 1e-7))
+    print(f"largest JAX - TensorFlow difference: {worst:.2%} of the step")
+    assert worst <= 0.02
 
 
 def sfocus_step_repo():
@@ -280,7 +286,7 @@ def test_zoo_train_takes_the_objective_and_its_arguments_for_any_architecture(tm
     assert main(["train", "sfocus_resnet20", *common, "--loss-arg", "sigma=0.5", "--output", str(tmp_path / "sf")]) == 0
     epoch = json.loads([line for line in capsys.readouterr().out.splitlines() if line.startswith('{"epoch"')][-1])
     assert {"train_as_last", "train_as_inner", "train_ac", "train_logits_loss"} <= set(epoch)
-    saved = json.loads((tmp_path / "sf" / "zoo_config.json").read_text())
+    saved = json.loads((tmp_path / "sf" / "config.json").read_text())
     assert saved["objective"] == "sharpen_focus" and saved["train_config"]["loss_kwargs"] == {"sigma": 0.5}
     assert main(["train", "sfocus_resnet20", *common, "--objective", "none", "--output", str(tmp_path / "ce")]) == 0
     assert "train_as_last" not in capsys.readouterr().out  # cross-entropy alone
