@@ -149,16 +149,18 @@ def predict_files(model, paths, top_k=5, overlay_dir=None, threshold=None, map_n
             continue
         Path(overlay_dir).mkdir(parents=True, exist_ok=True)
         target = Path(overlay_dir) / name
-        result["overlay"] = str(save_prediction_figure(target, path, result, tap, max_maps, headline))
+        picture = read_image(path)  # the file as given, under every figure of it
+        result["overlay"] = str(save_prediction_figure(target, path, picture, result, tap, max_maps, headline))
         for output in per_channel:
             chosen = attribute or attributes_to_draw(result, 1)[0]
-            result.update(save_channel_figures(model, image, path, output, chosen, target))
+            result.update(save_channel_figures(model, image, path, picture, output, chosen, target))
     return results
 
 
-def save_prediction_figure(target, path, result, tap, max_maps=None, headline=1):
-    """The map of `tap` from one :func:`predict` `result` over the image file `path`, titled with
-    the first `headline` predictions (a per-attribute map: one panel per attribute drawn)."""
+def save_prediction_figure(target, path, picture, result, tap, max_maps=None, headline=1):
+    """The map of `tap` from one :func:`predict` `result` over `picture` (the pixels of the file
+    `path`), titled with the first `headline` predictions (a per-attribute map: one panel per
+    attribute drawn)."""
     if tap.kind == "per_attribute":
         shown = attributes_to_draw(result, max_maps)
         panels = [(f"{label} {result['probabilities'][label]:.0%}", result["attention"][f"{tap.output}/{label}"])
@@ -169,7 +171,7 @@ def save_prediction_figure(target, path, result, tap, max_maps=None, headline=1)
         what = ", ".join(f"{label} ({probability:.1%})" for label, probability in result["predictions"][:headline]) or (
             "no attribute present")
     note = explain.figures.constant_note([m for _, m in panels]) if tap.unit_range else ""
-    return explain.save_map_figure(target, read_image(path), panels, f"{Path(path).name}: {what}{note}",
+    return explain.save_map_figure(target, picture, panels, f"{Path(path).name}: {what}{note}",
                                    colorbar_label=tap.scale_label)
 
 
@@ -183,10 +185,10 @@ def attributes_to_draw(result, count):
     return ranked[: count or 3]
 
 
-def save_channel_figures(model, image, path, output, attribute, target, num_channels=5):
+def save_channel_figures(model, image, path, picture, output, attribute, target, num_channels=5):
     """The channel-importance heat-map (attributes x channels) and the masks (on their own 0-1
     scale) of `attribute`'s most important channels of one image (`image` the model's input, drawn
-    over the file `path`); returns the written paths."""
+    over `picture`, the pixels of the file `path`); returns the written paths."""
     outputs = model(ops.convert_to_tensor(as_pixels(image[None])), training=False)
     masks = ops.convert_to_numpy(outputs[output])[0]  # (h, w, C, A)
     importance = masks.mean(axis=(0, 1)).T  # (A, C)
@@ -198,7 +200,7 @@ def save_channel_figures(model, image, path, output, attribute, target, num_chan
     top = np.argsort(-importance[index], kind="stable")[:num_channels]
     panels = [(f"ch{c} (mean {importance[index, c]:.2f})", masks[..., c, index]) for c in top]
     note = explain.figures.constant_note([m for _, m in panels])
-    masks_path = explain.save_map_figure(f"{stem}.channel_masks.png", read_image(path), panels,
+    masks_path = explain.save_map_figure(f"{stem}.channel_masks.png", picture, panels,
                                          f"{Path(path).name}, {attribute}: masks of its most important channels{note}",
                                          colorbar_label=f"{output}: channel mask (sigmoid, 0-1)")
     return {"channels": str(heatmap), "channel_masks": str(masks_path)}

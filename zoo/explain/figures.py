@@ -197,7 +197,9 @@ def explain_files(model, paths, methods, out_dir, target=None, height=PANEL_HEIG
     from zoo.prediction import overlay_names
     from zoo.progress import Progress
 
-    images = np.stack([read_image(p, model_image_size(model)) for p in paths]).astype("float32")
+    pictures = [read_image(p) for p in paths]  # the files as given: drawn under the maps
+    size = model_image_size(model)
+    images = np.stack([enlarge(p, size) for p in pictures]).astype("float32")  # as read_image(path, size)
     shown = Progress(len(methods), f"explaining {len(paths)} image(s)", progress, unit="method", step_lines=True)
     maps = {}
     for method in methods:
@@ -213,6 +215,6 @@ def explain_files(model, paths, methods, out_dir, target=None, height=PANEL_HEIG
         target_i = targets[i]
         title = f"{Path(path).name}: {names[target_i]} ({probabilities[i, target_i]:.1%}), explained by"
         panels = [(method_label(method, options.get("attention_map")), maps[method][i]) for method in methods]
-        written.append(save_map_figure(Path(out_dir) / name, read_image(path), panels, title,
+        written.append(save_map_figure(Path(out_dir) / name, pictures[i], panels, title,
                                        colorbar_label="relevance (min-max per map)", height=height))
     return written

@@ -123,10 +123,6 @@ class TrainingCore:
         parts = self.objective_spec.terms(labels, outputs, self.task, **self.objective_kwargs)
         return {"loss": loss + sum(parts.values()), **parts}
 
-    def per_example_loss(self, labels, outputs, step, training=True):
-        """The total loss of each example (B,)."""
-        return self.losses(labels, outputs, step, training)["loss"]
-
     def decay_penalty(self):
         """``wd/2 * sum ||w||^2`` over the trainable weights (0 without decay)."""
         if not self.config.weight_decay:
