@@ -57,6 +57,9 @@ def preprocessing_text(build, mean, std):
         return head + "keras.applications 'caffe' preprocessing inside the model (RGB->BGR, ImageNet mean subtracted)"
     if build.get("backbone") == "face":
         mean, std = backbones.CELEBA_MEAN, backbones.CELEBA_STD
+    if mean is None or std is None:
+        raise SystemExit("this builder declares no mean / std argument: give the card's preprocessing text with "
+                         "--preprocessing")
     return head + (f"per-channel mean/std normalisation inside the model (mean={list(mean)}, std={list(std)} "
                    "in [0, 1] units)")
 
@@ -72,6 +75,7 @@ def main():
     parser.add_argument("--machine", required=True)
     parser.add_argument("--license", default="Apache-2.0 (weights); CIFAR-10 images by Krizhevsky et al.")
     parser.add_argument("--notes", default="")
+    parser.add_argument("--preprocessing", default=None, help="the card's preprocessing text (default: from the build)")
     parser.add_argument("--wall-time", default=None, help="text for the card when the saved history is partial")
     parser.add_argument("--url", action="append", default=[], help="download mirror(s) of the weight file")
     parser.add_argument("--default", action="store_true", help="the default tag of its architecture")
@@ -89,17 +93,17 @@ def main():
     source = Path(args.model_dir) / hub.WEIGHTS_FILE
     if target.exists() and weights.sha256_of(target) != weights.sha256_of(source) and not args.force:
         raise SystemExit(f"{target} exists with other weights; pass --force to replace it")
-    shutil.copyfile(source, target)
     build = {k: v for k, v in config["build"].items() if k not in ("sync_bn",)}
     defaults = inspect.signature(zoo.get_spec(config["arch"]).builder).parameters
     mean = build.get("mean", defaults["mean"].default if "mean" in defaults else None)
     std = build.get("std", defaults["std"].default if "std" in defaults else None)
     card = {
         "dataset": args.dataset,
-        "preprocessing": preprocessing_text(build, mean, std),
+        "preprocessing": args.preprocessing or preprocessing_text(build, mean, std),
         "class_names": config.get("class_names"),
         "license": args.license,
         "command": args.command,
+        "objective": config.get("objective"),  # the training objective on top of the family loss, None: none
         "epochs": round(sum(stage["step"] / stage["steps_per_epoch"] for stage in stages), 2),
         "epochs_planned": sum(stage.get("train_config", {}).get("epochs", 0) for stage in stages),
         "steps": sum(stage["step"] for stage in stages),
@@ -116,6 +120,7 @@ def main():
     }
     if "per_attribute_accuracy" in metrics:
         card["per_attribute_accuracy"] = {k: round(v, 4) for k, v in metrics["per_attribute_accuracy"].items()}
+    shutil.copyfile(source, target)  # only once the card is complete: a failure leaves weights/ as it was
     manifest = weights.load_manifest()
     manifest[args.name] = {
         "arch": config["arch"],

@@ -8,7 +8,9 @@
 #         ltpa_vgg_att3 (trained at width 0.125 without dropout: --model-arg width=0.125 --model-arg
 #         dropout_scale=0 are added; LTPA's first seven convolutions run at full resolution, so on a
 #         60x60 canvas width 0.25 costs ~25 min per epoch on a 2-core CPU, and with the paper's
-#         dropout at width 0.125 the first epoch stayed at chance, 11.7%)
+#         dropout at width 0.125 the first epoch stayed at chance, 11.7%) |
+#         sfocus_resnet20 (trained at width 8 like ABN: --model-arg width=8 is added; add
+#         --objective none for the cross-entropy baseline of the same network; RUN_DIR then apart)
 # CLUTTERED names the .npz (default .data/cluttered_mnist60.npz); RUN_DIR where the run goes;
 # EPOCHS the epoch count (the shipped weights: 3 for ABN, 2 for LTPA).
 set -euo pipefail
@@ -16,7 +18,7 @@ ARCH=${1:?usage: scripts/train_cluttered_mnist.sh ARCH [zoo train args]}; shift
 DATA=${CLUTTERED:-.data/cluttered_mnist60.npz}
 RUN=${RUN_DIR:-$HOME/.cache/attention-zoo/runs/${ARCH}.cluttered_mnist}
 EXTRA=()
-[[ "$ARCH" == abn_resnet* ]] && EXTRA=(--model-arg width=8)
+[[ "$ARCH" == abn_resnet* || "$ARCH" == sfocus_resnet20 ]] && EXTRA=(--model-arg width=8)
 [[ "$ARCH" == ltpa_* ]] && EXTRA=(--model-arg width=0.125 --model-arg dropout_scale=0)
 exec ${ZOO_TRAIN:-zoo train} "$ARCH" --data "$DATA" --split train --test-split test --image-size 60 60 \
   "${EXTRA[@]}" --epochs ${EPOCHS:-3} --batch-size 128 --lr 0.05 --momentum 0.9 --weight-decay 5e-4 \

@@ -164,6 +164,8 @@ def test_cluttered_mnist_is_deterministic_and_its_boxes_hold_the_digit():
 
 @pytest.mark.skipif(not MNIST.exists(), reason="../shared/datasets/mnist.npz is absent")
 def test_cluttered_mnist_file_from_the_real_digits(tmp_path):
+    path = cluttered.write_npz(tmp_path / "new" / "c.npz", MNIST, train_count=30, test_count=20)  # folder made
+    assert sorted(p.name for p in path.parent.iterdir()) == ["c.npz"]  # no scratch file left beside it
     path = cluttered.write_npz(tmp_path / "c.npz", MNIST, train_count=30, test_count=20)
     source = zoo.data.open_source(str(path), "test")
     assert len(source) == 20 and source.class_names == [str(d) for d in range(10)]
@@ -173,7 +175,7 @@ def test_cluttered_mnist_file_from_the_real_digits(tmp_path):
         assert mask.any() and not mask[:y0].any() and not mask[y1:].any() and not mask[:, :x0].any()
     with pytest.raises(FileExistsError):
         cluttered.write_npz(tmp_path / "c.npz", MNIST, train_count=1, test_count=1)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npz", "new"]
 
 
 def test_explain_and_benchmark_commands(tiny_model, tmp_path, capsys):

@@ -215,7 +215,7 @@ def test_overlays_of_inputs_sharing_a_stem_stay_inside_the_folder(workspace, tmp
 
 
 def test_overlay_names_are_plain_and_distinct():
-    from zoo.prediction import overlay_names
+    from zoo.files import overlay_names
 
     names = overlay_names(["/cat.png", "/x/cat.png", "x/cat.jpg", "c:d.png", ".hidden.png", "/x/cat.png"])
     assert len(set(names)) == len(names) and all(os.sep not in n and not n.startswith(".") for n in names)

@@ -96,21 +96,16 @@ def tiny_batch(n=16, seed=0):
 
 def test_both_engines_and_jax_give_the_same_losses_and_one_step_update(tmp_path):
     import importlib.util
-    import json
-    import os
-    import subprocess
-    import sys
 
     import keras
 
-    import zoo
-    from tests.helpers import sfocus_step
+    from tests.helpers import train_step
 
     keras.utils.set_random_seed(0)
-    start = zoo.build("sfocus_resnet20", **sfocus_step.BUILD)
+    start = train_step.build("sfocus")
     start.save_weights(str(tmp_path / "start.weights.h5"))
     images, labels = tiny_batch()
-    runs = {engine: sfocus_step.one_step(tmp_path / "start.weights.h5", images, labels, engine)
+    runs = {engine: train_step.one_step("sfocus", tmp_path / "start.weights.h5", images, labels, engine)
             for engine in ("loop", "fit")}
     (loop_losses, loop_weights), (fit_losses, fit_weights) = runs["loop"], runs["fit"]
     assert {"as_last", "as_inner", "ac", "logits_loss", "loss"} <= set(loop_losses) and loop_losses["as_last"] > 0
@@ -123,30 +118,19 @@ def test_both_engines_and_jax_give_the_same_losses_and_one_step_update(tmp_path)
     if importlib.util.find_spec("jax") is None:
         pytest.skip("jax is not installed")
     np.savez(tmp_path / "batch.npz", images=images, labels=labels)
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    result = subprocess.run([sys.executable, "-m", "tests.helpers.sfocus_step", str(tmp_path / "start.weights.h5"),
-                             str(tmp_path / "batch.npz"), str(tmp_path / "jax.npz")], cwd=sfocus_step_repo(), env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = np.load(tmp_path / "jax.npz")
-    jax_losses = json.loads(str(out["losses"]))
-    assert str(out["backend"]) == "jax"
+    jax_losses, jax_weights, backend = train_step.run_other_backend(
+        "sfocus", tmp_path / "start.weights.h5", tmp_path / "batch.npz", tmp_path / "jax.npz")
+    assert backend == "jax"
     for part in ("loss", "as_last", "as_inner", "ac"):
         assert jax_losses[part] == pytest.approx(fit_losses[part], rel=1e-4, abs=1e-6), part
     # the step's update, to within 2% of its size (Grad-CAM's mask, steep even at omega = 10,
     # amplifies JAX's and TensorFlow's last-digit differences in the features)
     worst = 0.0
-    for i, (tf_after, before) in enumerate(zip(fit_weights, (np.asarray(w) for w in start.weights))):
+    for jax_after, tf_after, before in zip(jax_weights, fit_weights, (np.asarray(w) for w in start.weights)):
         step = np.abs(tf_after - before).max()
-        worst = max(worst, np.abs(out[f"arr_{i}"] - tf_after).max() / max(step, 1e-7))
+        worst = max(worst, np.abs(jax_after - tf_after).max() / max(step, 1e-7))
     print(f"largest JAX - TensorFlow difference: {worst:.2%} of the step")
     assert worst <= 0.02
-
-
-def sfocus_step_repo():
-    from pathlib import Path
-
-    return Path(__file__).resolve().parents[1]
 
 
 def toy_model(inner=True):
@@ -295,3 +279,20 @@ def test_zoo_train_takes_the_objective_and_its_arguments_for_any_architecture(tm
     assert '"train_as_inner"' in capsys.readouterr().out  # the objective on another family, its declared taps
     assert main(["train", "sfocus_resnet20", *common, "--loss-arg", "sigmaa=1", "--output", str(tmp_path / "x")]) == 2
     assert "no loss argument 'sigmaa'" in capsys.readouterr().err
+
+
+def test_width_scales_every_stage_and_keeps_the_declared_taps():
+    import zoo
+    from zoo import registry
+    from zoo.errors import InvalidInput
+
+    model = zoo.build("sfocus_resnet20", width=8, input_shape=(16, 16, 3))
+    info = registry.feature_info(model)
+    widths = [model.get_layer(f"stage{i}_block3_out").output.shape[-1] for i in (1, 2, 3)]
+    assert widths == [8, 16, 32]
+    assert sfocus.stage_widths(18, 32) == (32, 64, 128, 256) and sfocus.stage_widths(18) == (64, 128, 256, 512)
+    assert (info.gradcam_layer, info.inner_layer) == ("stage3_block3_out", "stage2_block3_out")
+    with pytest.raises(InvalidInput, match="positive integer"):
+        sfocus.stage_widths(20, 0.5)
+    with pytest.raises(InvalidInput, match="depth is one of"):
+        sfocus.stage_widths(34)

@@ -70,6 +70,11 @@ def add_train_args(parser):
     parser.add_argument("--loss-arg", action="append", metavar="KEY=VALUE",
                         help="loss or objective argument, e.g. --loss-arg sigma=0.55 --loss-arg second_order=true "
                              "(repeatable; an unknown key lists the valid ones)")
+    parser.add_argument("--loss-schedule", action="append", metavar="KEY=JSON",
+                        help="a loss argument that follows the epoch, e.g. --loss-schedule "
+                             "'patch_loss_weight={\"start\": 0, \"end\": 0.1, \"epochs\": 80, "
+                             "\"shape\": \"sigmoid_rampup\", \"per\": \"epoch\"}' "
+                             "(shapes linear, sigmoid_rampup; per step or epoch; replaces the architecture's own)")
     parser.add_argument("--epochs", type=POSITIVE_INT, default=d.epochs, help="epochs to train")
     parser.add_argument("--batch-size", type=POSITIVE_INT, default=d.batch_size, help="global batch size")
     parser.add_argument("--lr", type=POSITIVE, default=d.lr, help="peak learning rate (SGD)")
@@ -133,6 +138,7 @@ def train_config_from_args(args):
         weight_decay=args.weight_decay, schedule=args.schedule, milestones=tuple(args.milestones),
         gamma=args.gamma, warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
         objective=args.objective, loss_kwargs=parse_model_args(args.loss_arg, "--loss-arg"),
+        loss_schedules=parse_model_args(args.loss_schedule, "--loss-schedule"),
         mixed_precision=args.mixed_precision, seed=args.seed,
         augment=AugmentConfig(crop_padding=args.crop_padding, flip=not args.no_flip, rand_augment=args.rand_augment,
                               mixup_alpha=args.mixup, cutmix=args.cutmix),

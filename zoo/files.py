@@ -164,3 +164,44 @@ def write_text(target, text, force=False):
     with written_file(target, force) as scratch:
         scratch.write_text(text)
     return Path(target)
+
+
+def plain_name(text):
+    """`text` as one plain file name: no folder separators, no leading dot, no drive."""
+    cleaned = "".join("_" if ch in "/\\:" or ord(ch) < 32 else ch for ch in str(text)).lstrip(".")
+    return cleaned or "image"
+
+
+def name_key(path, depth):
+    """The name of `path` at a level of detail: its stem (depth 0), then with its extension
+    (1), then with its parent folder (2, 3), two parent folders (4, 5), ... (never the root)."""
+    path = Path(path).resolve()
+    parents, with_extension = depth // 2, depth % 2 == 1
+    name = f"{path.stem}_{path.suffix.lstrip('.')}" if with_extension and path.suffix else path.stem
+    folders = [part for part in path.parent.parts if part != path.anchor]
+    return "_".join([*(folders[-parents:] if parents else []), name])
+
+
+def overlay_names(paths, suffix=".attention.png"):
+    """A distinct plain file name ``<name><suffix>`` per input (written inside the chosen output
+    folder, never elsewhere): the file's stem, or where inputs share it their extension
+    (``cat.png``, ``cat.jpg`` -> ``cat_png``, ``cat_jpg``), then their parent folders
+    (``a/cat.png``, ``b/cat.png`` -> ``a_cat_png``, ``b_cat_png``), then a number."""
+    paths = list(paths)
+    names = []
+    for path in paths:
+        for depth in range(0, 2 * len(Path(path).resolve().parts) + 2):
+            keys = [name_key(q, depth) for q in paths]
+            if keys.count(name_key(path, depth)) == 1:
+                names.append(plain_name(name_key(path, depth)))
+                break
+        else:  # the same file given twice
+            names.append(plain_name(name_key(path, 1)))
+    seen = {}
+    for i, name in enumerate(names):
+        if name in seen:
+            seen[name] += 1
+            names[i] = f"{name}-{seen[name]}"
+        else:
+            seen[name] = 1
+    return [f"{name}{suffix}" for name in names]

@@ -10,35 +10,12 @@ import numpy as np
 from keras import ops
 
 from zoo import explain, tasks
-from zoo.data.images import as_pixels, read_image
+from zoo.data.images import as_pixels, check_images, read_image
 from zoo.errors import InvalidInput
+from zoo.files import overlay_names
 from zoo.hub import model_image_size
 
 load_image = read_image  # an image file as RGB uint8 (H, W, 3), optionally resized
-
-
-def check_images(model, images):
-    """Validate a batch against the model's input; returns float32 pixels (B, H, W, 3) in [0, 255]
-    (:func:`zoo.data.images.as_pixels`: [0, 1] floats are scaled, NaN or normalised input refused)."""
-    images = np.asarray(images)
-    if images.ndim == 3:
-        images = images[None]
-    expected = model.input.shape
-    if images.ndim != 4 or images.shape[-1] != expected[-1]:
-        raise InvalidInput(
-            f"expected images of shape (batch, height, width, {expected[-1]}) with RGB channels, got {images.shape}; "
-            "convert grayscale/RGBA images to RGB first"
-        )
-    if images.shape[0] == 0:
-        raise InvalidInput("the batch is empty: pass at least one image")
-    for axis in (1, 2):
-        if expected[axis] is not None and images.shape[axis] != expected[axis]:
-            raise InvalidInput(
-                f"this model takes {expected[1]}x{expected[2]} images, got {images.shape[1]}x{images.shape[2]}; "
-                "resize them (zoo.prediction.load_image(path, size=...)) or build the model with "
-                "input_shape=(None, None, 3)"
-            )
-    return as_pixels(images)
 
 
 def class_names_of(model):
@@ -69,47 +46,6 @@ def predict(model, images, top_k=5, threshold=None):
             "attention": {k: v[i] for k, v in maps.items()},
         })
     return results
-
-
-def plain_name(text):
-    """`text` as one plain file name: no folder separators, no leading dot, no drive."""
-    cleaned = "".join("_" if ch in "/\\:" or ord(ch) < 32 else ch for ch in str(text)).lstrip(".")
-    return cleaned or "image"
-
-
-def name_key(path, depth):
-    """The name of `path` at a level of detail: its stem (depth 0), then with its extension
-    (1), then with its parent folder (2, 3), two parent folders (4, 5), ... (never the root)."""
-    path = Path(path).resolve()
-    parents, with_extension = depth // 2, depth % 2 == 1
-    name = f"{path.stem}_{path.suffix.lstrip('.')}" if with_extension and path.suffix else path.stem
-    folders = [part for part in path.parent.parts if part != path.anchor]
-    return "_".join([*(folders[-parents:] if parents else []), name])
-
-
-def overlay_names(paths, suffix=".attention.png"):
-    """A distinct plain file name ``<name><suffix>`` per input (written inside the chosen output
-    folder, never elsewhere): the file's stem, or where inputs share it their extension
-    (``cat.png``, ``cat.jpg`` -> ``cat_png``, ``cat_jpg``), then their parent folders
-    (``a/cat.png``, ``b/cat.png`` -> ``a_cat_png``, ``b_cat_png``), then a number."""
-    paths = list(paths)
-    names = []
-    for path in paths:
-        for depth in range(0, 2 * len(Path(path).resolve().parts) + 2):
-            keys = [name_key(q, depth) for q in paths]
-            if keys.count(name_key(path, depth)) == 1:
-                names.append(plain_name(name_key(path, depth)))
-                break
-        else:  # the same file given twice
-            names.append(plain_name(name_key(path, 1)))
-    seen = {}
-    for i, name in enumerate(names):
-        if name in seen:
-            seen[name] += 1
-            names[i] = f"{name}-{seen[name]}"
-        else:
-            seen[name] = 1
-    return [f"{name}{suffix}" for name in names]
 
 
 def predict_files(model, paths, top_k=5, overlay_dir=None, threshold=None, map_name=None, attribute=None,

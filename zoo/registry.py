@@ -27,6 +27,7 @@ MAP_KINDS = {
     "scores": "raw, unnormalised compatibility scores",
     "per_attribute": "one map per attribute, last axis = attributes",
     "per_channel": "one map per feature channel (and attribute)",
+    "patch_weights": "weights over a grid of image patches, summing to 1 (loss-based attention's alpha)",
 }
 
 
@@ -37,12 +38,19 @@ class MapTap:
     ``unit_range``: its values are weights in [0, 1] that mean something as they are (sigmoid
     gates), so figures draw them on a fixed 0-1 scale; other maps (softmax over space, raw scores)
     are min-max normalised per map for display. None: True for the ``sigmoid`` kind only.
+
+    A ``patch_weights`` map may declare its patches: ``patch_logits`` (the output with each
+    patch's class logits, (B, gh, gw, K)) and ``patch_window`` (``(size, stride)`` in input pixels:
+    patch (i, j) covers rows ``[i*stride, i*stride + size)`` and the same columns), which patch
+    precision / recall (:func:`zoo.explain.metrics.patch_precision_recall`) read.
     """
 
     output: str
     kind: str
     description: str = ""
     unit_range: Optional[bool] = None
+    patch_logits: Optional[str] = None
+    patch_window: Optional[tuple] = None
 
     def __post_init__(self):
         if self.kind not in MAP_KINDS:
@@ -55,7 +63,8 @@ class MapTap:
         """How figures show this map: its name, kind and colour scale (e.g. "attention: sigmoid, 0-1"),
         on two lines when long."""
         kind = {"sigmoid": "sigmoid", "softmax_space": "softmax over space", "scores": "raw scores",
-                "per_attribute": "per attribute", "per_channel": "per channel"}[self.kind]
+                "per_attribute": "per attribute", "per_channel": "per channel",
+                "patch_weights": "patch weights"}[self.kind]
         label = f"{self.output}: {kind}, {'0-1' if self.unit_range else 'min-max per map'}"
         return label if len(label) <= 32 else label.replace(", ", "\n", 1)
 
@@ -163,25 +172,37 @@ class ModelSpec:
     loss_schedules: dict = dataclasses.field(default_factory=dict)  # loss kwarg -> zoo.training.core.LossSchedule
     gradients: Optional[GradientRequest] = None  # what the family loss reads from inside the train step
     objective: Optional[str] = None  # the objective trained by default (a registered Objective), None: the loss
+    test_config: Optional[dict] = None  # builder kwargs of a small, quick model for the generic tests; None: too heavy
 
 
 _REGISTRY: dict = {}
 
 
 def register_model(name, family, builder, loss, feature_info, task="multiclass", tasks_supported=tasks.TASKS,
-                   description="", loss_schedules=None, gradients=None, objective=None, **defaults):
+                   description="", loss_schedules=None, gradients=None, objective=None, test_config=None, **defaults):
     """Register `builder` under architecture `name` (called by each family module).
 
     `loss_schedules` maps loss keyword arguments to schedules over the epoch
     (:class:`zoo.training.core.LossSchedule`), applied by the training core. With `gradients` (a
     :class:`GradientRequest`) the core gives the loss feature maps and class-score gradients from
     inside the train step. `objective`: a registered :class:`Objective` trained by default
-    (``zoo train --objective none`` trains the loss alone).
+    (``zoo train --objective none`` trains the loss alone). `test_config`: builder arguments of a
+    small version that builds in about a second, which the generic tests (``tests/test_safety.py``)
+    build for every architecture; None skips an architecture too heavy for them (say why).
     """
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is registered twice")
+    valid = builder_arguments(ModelSpec(name, family, builder, loss, feature_info, {}))
+    unknown = sorted(set(defaults) - set(valid)) if valid is not None else []
+    if unknown:  # a misspelt hook (loss_schedule=...) would otherwise become a builder default
+        hooks = [p for p in inspect.signature(register_model).parameters][5:-1]  # task ... test_config
+        close = difflib.get_close_matches(unknown[0], hooks + valid, n=3, cutoff=0.6)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise TypeError(f"register_model({name!r}): {unknown[0]!r} is neither a registration option "
+                        f"({', '.join(hooks)}) nor an argument of {builder.__name__}.{hint}")
     _REGISTRY[name] = ModelSpec(name, family, builder, loss, feature_info, dict(defaults), task,
-                                tuple(tasks_supported), description, dict(loss_schedules or {}), gradients, objective)
+                                tuple(tasks_supported), description, dict(loss_schedules or {}), gradients, objective,
+                                None if test_config is None else dict(test_config))
     return _REGISTRY[name]
 
 
@@ -230,10 +251,23 @@ def get_spec(name) -> ModelSpec:
     """The :class:`ModelSpec` of an architecture (a tag in `name` is ignored)."""
     arch, _ = split_name(name)
     if arch not in _REGISTRY:
-        from zoo import weights
-
-        raise unknown_name_error(name, list(_REGISTRY) + weights.pretrained_names())
+        raise unknown_name_error(name, list(_REGISTRY) + pretrained_names())
     return _REGISTRY[arch]
+
+
+_PRETRAINED_SOURCES: list = []
+
+
+def add_pretrained_source(names):
+    """Register `names() -> [arch.tag, ...]`, a source of pretrained names (:mod:`zoo.weights`
+    adds its manifest; the registry does not import it)."""
+    if names not in _PRETRAINED_SOURCES:
+        _PRETRAINED_SOURCES.append(names)
+
+
+def pretrained_names():
+    """Every pretrained ``arch.tag`` name of the registered sources."""
+    return [name for source in _PRETRAINED_SOURCES for name in source()]
 
 
 def natural_key(name):
@@ -247,9 +281,7 @@ def list_models(pattern="*", pretrained=False):
     With ``pretrained=True``, the pretrained ``arch.tag`` names (from the weights manifest).
     """
     if pretrained:
-        from zoo import weights
-
-        names = weights.pretrained_names()
+        names = pretrained_names()
     else:
         names = list(_REGISTRY)
     return sorted((n for n in names if fnmatch.fnmatch(n, pattern)), key=natural_key)

@@ -72,6 +72,9 @@ def pretrained_names():
     return sorted(load_manifest(), key=registry.natural_key)
 
 
+registry.add_pretrained_source(pretrained_names)
+
+
 def aliases():
     """Old pretrained names that still load: ``{alias: current name}``."""
     return {alias: name for name, entry in load_manifest().items() for alias in entry.get("aliases", ())}

@@ -6,7 +6,7 @@
 - :mod:`zoo.data.pipeline`: the deterministic, resumable tf.data pipeline (TensorFlow).
 """
 
-from zoo.data.augment import batch_augmentation, crop_flip_params, epoch_order  # noqa: F401
+from zoo.data.augment import AugmentConfig, batch_augmentation, crop_flip_params, epoch_order  # noqa: F401
 from zoo.data.sources import (  # noqa: F401
     CIFAR10_CLASSES,
     IMAGE_EXTENSIONS,
@@ -17,7 +17,6 @@ from zoo.data.sources import (  # noqa: F401
     load_cifar10_jpeg,
     open_source,
 )
-from zoo.training.recipe import AugmentConfig  # noqa: F401
 
 
 def make_dataset(*args, **kwargs):

@@ -7,9 +7,25 @@ crop and flip the same example the same way, and a resumed run repeats them exac
 RandAugment, MixUp and CutMix are Keras core layers applied to whole batches.
 """
 
+import dataclasses
+
 import numpy as np
 
-from zoo.training.recipe import AugmentConfig
+
+@dataclasses.dataclass
+class AugmentConfig:
+    """Training augmentation: padded random crop + horizontal flip (the CIFAR recipe of the
+    official ABN code), and optional RandAugment, MixUp or CutMix (Keras core layers)."""
+
+    crop_padding: int = 4
+    flip: bool = True
+    rand_augment: bool = False
+    mixup_alpha: float = 0.0
+    cutmix: bool = False
+
+    @property
+    def mixes_labels(self):
+        return self.mixup_alpha > 0 or self.cutmix
 
 
 def epoch_order(num_examples, seed, epoch, training):

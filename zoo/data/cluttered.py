@@ -88,9 +88,6 @@ def write_npz(path, mnist=None, train_count=None, test_count=None, canvas=60, cl
     """Write the train and test splits to `path` (``x_train``, ``y_train``, ``boxes_train``,
     ``masks_train``, the same for test, and ``class_names``), compressed; returns `path`. An
     existing file is kept unless `force`; the file appears only once complete."""
-    import os
-    from pathlib import Path
-
     from zoo import files
 
     files.check_output(path, force, "file")
@@ -99,11 +96,7 @@ def write_npz(path, mnist=None, train_count=None, test_count=None, canvas=60, cl
     for split, count in (("train", train_count), ("test", test_count)):
         data = cluttered_mnist(*splits[split], count, canvas, clutter, fragment, seed, split)
         arrays.update({f"{key}_{split}": value for key, value in data.items()})
-    partial = Path(path).with_name(f".{Path(path).name}.partial-{os.getpid()}")
-    try:
-        with open(partial, "wb") as f:
+    with files.written_file(path, force) as scratch:  # its folder is made; nothing half-written is left
+        with open(scratch, "wb") as f:
             np.savez_compressed(f, **arrays)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
     return path

@@ -110,3 +110,27 @@ def pixels_of(picture):
         rgba = np.asarray(picture.convert("RGBA"), dtype="float32")
         return np.round(rgba[..., :3] * (rgba[..., 3:] / 255.0)).astype("uint8")
     return np.asarray(picture.convert("RGB"), dtype="uint8")
+
+
+def check_images(model, images):
+    """Validate a batch against the model's input; returns float32 pixels (B, H, W, 3) in [0, 255]
+    (:func:`zoo.data.images.as_pixels`: [0, 1] floats are scaled, NaN or normalised input refused)."""
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[None]
+    expected = model.input.shape
+    if images.ndim != 4 or images.shape[-1] != expected[-1]:
+        raise InvalidInput(
+            f"expected images of shape (batch, height, width, {expected[-1]}) with RGB channels, got {images.shape}; "
+            "convert grayscale/RGBA images to RGB first"
+        )
+    if images.shape[0] == 0:
+        raise InvalidInput("the batch is empty: pass at least one image")
+    for axis in (1, 2):
+        if expected[axis] is not None and images.shape[axis] != expected[axis]:
+            raise InvalidInput(
+                f"this model takes {expected[1]}x{expected[2]} images, got {images.shape[1]}x{images.shape[2]}; "
+                "resize them (zoo.prediction.load_image(path, size=...)) or build the model with "
+                "input_shape=(None, None, 3)"
+            )
+    return as_pixels(images)

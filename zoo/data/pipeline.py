@@ -13,9 +13,8 @@ from typing import Optional
 
 import tensorflow as tf
 
-from zoo.data.augment import batch_augmentation, crop_flip_params, epoch_order
+from zoo.data.augment import AugmentConfig, batch_augmentation, crop_flip_params, epoch_order
 from zoo.data.sources import TfdsSource
-from zoo.training.recipe import AugmentConfig
 
 
 def crop_flip(image, dy, dx, flip, padding):

@@ -23,6 +23,8 @@ BASELINES = ("random", "centre")
 COLUMNS = {"accuracy": "model top-1 on these images", "pointing": "pointing game (hit rate)",
            "energy": "share of the map's mass in the digit's box", "iou": "IoU of map >= threshold with the digit",
            "deletion": "deletion AUC (lower is better)", "insertion": "insertion AUC (higher is better)",
+           "patch_precision": "patch precision (loss-based attention's patch maps, with boxes)",
+           "patch_recall": "patch recall (loss-based attention's patch maps, with boxes)",
            "seconds": "time to compute the maps"}
 
 
@@ -94,6 +96,8 @@ def benchmark(models, data, methods=("attention", "gradcam", "gradcam++", "smoot
             else:
                 row["seconds"] = time.perf_counter() - start
                 row.update(score_maps(model, maps, images, labels, boxes, masks, iou_threshold, deletion_steps))
+                if method == "attention" and boxes is not None:
+                    row.update(patch_scores(model, scored_map, images, labels, boxes, batch_size))
             rows.append({k: float(v) if isinstance(v, (np.floating, float)) else v for k, v in row.items()})
             if on_row is not None:
                 on_row(rows[-1])
@@ -110,6 +114,27 @@ def score_maps(model, maps, images, labels, boxes, masks, iou_threshold, deletio
         scores.update(pointing=em.pointing_game(maps, boxes).mean(), energy=em.energy_in_box(maps, boxes).mean(),
                       iou=em.mask_iou(maps, masks, iou_threshold).mean())
     return scores
+
+
+def patch_scores(model, map_name, images, labels, boxes, batch_size=50):
+    """Patch precision / recall of a declared patch map (one with ``patch_logits`` and
+    ``patch_window``, :class:`zoo.registry.MapTap`); {} for any other map."""
+    from keras import ops
+
+    from zoo import registry, tasks
+
+    tap = registry.feature_info(model).map(map_name)
+    if tap.patch_logits is None or tap.patch_window is None:
+        return {}
+    logits, weights = [], []
+    for i in range(0, len(images), batch_size):
+        out = model(ops.convert_to_tensor(images[i : i + batch_size].astype("float32")), training=False)
+        logits.append(ops.convert_to_numpy(out[tap.patch_logits]))
+        weights.append(ops.convert_to_numpy(out[tap.output]))
+    multilabel = tasks.task_of(model).name == "multilabel"
+    precision, recall = em.patch_precision_recall(np.concatenate(logits), np.concatenate(weights), labels, boxes,
+                                                  tap.patch_window, multilabel)
+    return {"patch_precision": precision, "patch_recall": recall}
 
 
 def example_figure(models, data, path, methods=("attention", "gradcam", "gradcam++", "smoothgrad",
@@ -148,15 +173,22 @@ def top1(model, images, labels, batch_size=100):
     return correct / len(images)
 
 
-def format_row(row):
+TABLE_COLUMNS = ("pointing", "energy", "iou", "deletion", "insertion")
+PATCH_COLUMNS = ("patch_precision", "patch_recall")
+
+
+def format_row(row, columns=TABLE_COLUMNS):
     """One markdown row of :func:`format_table`."""
-    cells = [f"{row[c]:.3f}" if c in row else "-" for c in ("pointing", "energy", "iou", "deletion", "insertion")]
+    cells = [f"{row[c]:.3f}" if c in row else "-" for c in columns]
     return f"| {row['model']} | {method_label(row['method'], row.get('map'))} | " + " | ".join(cells) + " |"
 
 
 def format_table(rows):
-    """Markdown: one row per (model, method)."""
-    lines = ["| model | method | pointing | energy in box | IoU | deletion AUC (lower better) | insertion AUC "
-             "(higher better) |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
-    lines += [format_row(row) for row in rows if "note" not in row]
+    """Markdown: one row per (model, method); patch precision / recall columns when a row has them."""
+    patches = any("patch_precision" in row for row in rows)
+    columns = TABLE_COLUMNS + (PATCH_COLUMNS if patches else ())
+    header = ("| model | method | pointing | energy in box | IoU | deletion AUC (lower better) | insertion AUC "
+              "(higher better) |" + (" patch precision | patch recall |" if patches else ""))
+    lines = [header, "| --- | --- |" + " ---: |" * len(columns)]
+    lines += [format_row(row, columns) for row in rows if "note" not in row]
     return "\n".join(lines)

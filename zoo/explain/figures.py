@@ -193,8 +193,8 @@ def explain_files(model, paths, methods, out_dir, target=None, height=PANEL_HEIG
     from zoo import tasks
     from zoo.data.images import read_image
     from zoo.explain.methods import explain, method_label, target_indices
+    from zoo.files import overlay_names
     from zoo.hub import model_image_size
-    from zoo.prediction import overlay_names
     from zoo.progress import Progress
 
     pictures = [read_image(p) for p in paths]  # the files as given: drawn under the maps

@@ -154,8 +154,8 @@ def explain(model, images, methods=("attention", "gradcam"), target=None, layer=
 
     Returns ``{method: (B, H, W) float32}`` at the input resolution.
     """
+    from zoo.data.images import check_images
     from zoo.explain.maps import normalize_maps, upsample
-    from zoo.prediction import check_images
 
     unknown = [m for m in methods if m not in METHODS]
     if unknown:

@@ -32,6 +32,35 @@ def box_mask(boxes, size):
     return (ys >= y0) & (ys < y1) & (xs >= x0) & (xs < x1)
 
 
+def patch_boxes(grid, window):
+    """The boxes (gh, gw, 4) ``(y0, x0, y1, x1)`` of a patch grid with ``window = (size, stride)``."""
+    size, stride = window
+    ys, xs = np.meshgrid(np.arange(grid[0]) * stride, np.arange(grid[1]) * stride, indexing="ij")
+    return np.stack([ys, xs, ys + size, xs + size], axis=-1)
+
+
+def patch_precision_recall(patch_logits, patch_weights, labels, boxes, window, multilabel=False):
+    """Loss-based attention's patch precision and recall (the official ``patch_eval``), pooled
+    over the images: a patch is *predicted positive* when ``sigmoid(f_pc) > 0.5`` for a class c
+    of its image, counted only where its weight alpha > 0; it is *ground truth* when its window
+    (:func:`patch_boxes`) overlaps the object's box. Recall = |positive, ground truth, alpha > 0| /
+    |ground truth| (zeroed patches are misses); precision = the same / |positive, alpha > 0|.
+
+    `patch_logits` (B, gh, gw, K), `patch_weights` (B, gh, gw[, 1]), `labels` (B,) class indices
+    or (B, K) multi-hot, `boxes` (B, 4). Returns ``(precision, recall)`` (NaN where undefined)."""
+    logits = np.asarray(patch_logits, "float64")
+    weights = np.asarray(patch_weights).reshape(logits.shape[:3])
+    labels = np.asarray(labels)
+    classes = labels > 0.5 if multilabel else np.eye(logits.shape[-1], dtype=bool)[labels.astype(int)]
+    positive = ((logits > 0.0) & classes[:, None, None, :]).any(axis=-1) & (weights > 0)  # sigmoid > 0.5
+    cells, objects = patch_boxes(logits.shape[1:3], window), np.asarray(boxes)[:, None, None, :]
+    truth = ((cells[None, ..., 0] < objects[..., 2]) & (cells[None, ..., 2] > objects[..., 0])
+             & (cells[None, ..., 1] < objects[..., 3]) & (cells[None, ..., 3] > objects[..., 1]))
+    hits = (positive & truth).sum()
+    precision = hits / positive.sum() if positive.any() else float("nan")
+    return float(precision), float(hits / truth.sum() if truth.any() else float("nan"))
+
+
 def pointing_game(maps, boxes, tolerance=0):
     """Per image, 1.0 when the map's maximum is inside the box grown by `tolerance` pixels."""
     maps = np.asarray(maps)

@@ -6,8 +6,11 @@
 - :mod:`zoo.models.plain`: backbones without attention (the baselines).
 - :mod:`zoo.models.sfocus`: Sharpen Focus (Wang et al., ICCV 2019): a training objective on
   Grad-CAM for any single-label architecture, and CIFAR ResNets trained with it.
-- :mod:`zoo.models.backbones`: backbones split into feature extractor and last stage.
+- :mod:`zoo.models.lba`: loss-based attention (Shi et al., IEEE TIP 2021): patch weights and
+  logits from one linear layer, conv and capsule heads on stride-free backbones.
+- :mod:`zoo.models.backbones`: the backbone registry (split into feature extractor and last
+  stage, or stride-free trunks), picked by name.
 - :mod:`zoo.models.layers`: building blocks shared by the families.
 """
 
-from zoo.models import abn, ltpa, multichannel, plain, sfocus  # noqa: F401
+from zoo.models import abn, lba, ltpa, multichannel, plain, sfocus  # noqa: F401

@@ -22,7 +22,10 @@ from keras import layers
 
 from zoo.models import backbones
 from zoo.models import layers as zl
-from zoo.models.backbones import ReverseChannels  # noqa: F401  (its registered name, for saved models)
+from zoo.models.backbones import (
+    ReverseChannels,  # noqa: F401  (its registered name, for saved models)
+    cifar_block_type,
+)
 from zoo.registry import FeatureInfo, MapTap, register_model
 
 CIFAR_DEPTHS = (20, 32, 44, 56, 110)
@@ -54,21 +57,6 @@ def outputs_dict(logits, attention_logits, attention):
         "attention_logits": zl.float32_output("attention_logits")(attention_logits),
         "attention": zl.float32_output("attention")(attention),
     }
-
-
-def cifar_block_type(depth, block="auto"):
-    """Official rule (models/cifar/resnet.py): ``n = (depth - 2) // 6`` blocks per stage for
-    both block types, bottlenecks from depth 44 on ("auto"). Returns ``(block, n)``.
-
-    (The seed notes' "9n+2 for bottlenecks" is bearpaw's later variant, not the ABN code: the
-    official ABN ResNet-110 has 18 bottlenecks per stage.)
-    """
-    if block == "auto":
-        block = "bottleneck" if depth >= 44 else "basic"
-    zl.check_option("block", block, ("auto", *zl.BLOCKS))
-    if depth < 8 or (depth - 2) % 6:
-        raise ValueError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, 110), got {depth}")
-    return block, (depth - 2) // 6
 
 
 def abn_cifar_resnet(
@@ -245,6 +233,7 @@ for _depth in CIFAR_DEPTHS:
         abn_loss,
         cifar_feature_info,
         description=f"ABN on CIFAR ResNet-{_depth} (32x32 inputs)",
+        test_config={"width": 4} if _depth <= 44 else None,  # 56, 110: the blocks of 44 (bottleneck), deeper
         depth=_depth,
         num_classes=10,
         input_shape=(32, 32, 3),
@@ -257,13 +246,15 @@ for _depth in IMAGENET_DEPTHS:
         abn_loss,
         imagenet_feature_info,
         description=f"ABN on ImageNet ResNet-{_depth} (keras.applications backbone)",
+        test_config={"input_shape": (64, 64, 3)} if _depth == 50 else None,  # 101, 152: ResNet-50's code, deeper
         depth=_depth,
         num_classes=1000,
         input_shape=(224, 224, 3),
     )
-for _backbone, _depth in (("face", 20), ("imagenet", 50), ("imagenet", 101)):
+for _backbone, _depth in backbones.SPLIT_VARIANTS:
+    _defaults, _test_config = backbones.variant_defaults(_backbone, _depth)
     register_model(
-        f"abn_multitask_{'face' if _backbone == 'face' else ''}resnet{_depth}",
+        f"abn_multitask_{backbones.variant_name(_backbone, _depth)}",
         "abn",
         abn_multitask,
         abn_loss,
@@ -271,9 +262,9 @@ for _backbone, _depth in (("face", 20), ("imagenet", 50), ("imagenet", 101)):
         task="multilabel",
         description=f"multi-task ABN for attributes on {'a 64x64-face' if _backbone == 'face' else 'an ImageNet'} "
                     f"ResNet-{_depth}",
+        test_config=_test_config,
         backbone=_backbone,
         depth=_depth,
         num_classes=40,
-        input_shape=(64, 64, 3) if _backbone == "face" else (224, 224, 3),
-        **({"width": backbones.FACE_WIDTHS} if _backbone == "face" else {}),
+        **_defaults,
     )

@@ -30,6 +30,7 @@ import keras
 from keras import layers, ops
 
 from zoo.models import layers as zl
+from zoo.models.backbones import channels
 from zoo.models.losses import logits_loss
 from zoo.registry import FeatureInfo, MapTap, register_model
 
@@ -111,10 +112,6 @@ def conv_bn_relu(x, filters, dropout, name, sync_bn):
     x = zl.batch_norm(f"{name}_bn", sync_bn, epsilon=BN_EPSILON)(x)
     x = layers.ReLU(name=f"{name}_relu")(x)
     return dropout_layer(x, dropout, f"{name}_drop")
-
-
-def channels(c, width):
-    return max(1, int(round(c * width)))
 
 
 def dropout_layer(x, rate, name):
@@ -274,6 +271,7 @@ for _levels in (1, 2, 3):
             ltpa_feature_info,
             description=f"Learn To Pay Attention, VGG-att{_levels} (32x32 inputs)"
             + (", width 0.25, dropout x0.5" if _extra else ""),
+            test_config={"width": 0.125},
             levels=_levels,
             num_classes=10,
             input_shape=(32, 32, 3),
@@ -288,6 +286,7 @@ for _suffix, _extra in (("", {}), ("_w025", COMPACT)):
         vgg_feature_info,
         description="VGG-16-BN-Dropout baseline without attention (the LTPA paper's VGG)"
         + (", width 0.25, dropout x0.5" if _extra else ""),
+        test_config={"width": 0.125},
         num_classes=10,
         input_shape=(32, 32, 3),
         **_extra,

@@ -219,7 +219,7 @@ def multichannel_attention(
         "attention_spatial": zl.float32_output("attention_spatial")(ImportanceWeightedMap(name="spatial")(masks)),
         "channel_importance": zl.float32_output("channel_importance")(ChannelImportance(name="importance")(masks)),
     }
-    default_name = f"multichannel_{'face' if backbone == 'face' else ''}resnet{depth}"
+    default_name = f"multichannel_{backbones.variant_name(backbone, depth)}"
     return keras.Model(inputs, outputs, name=name or default_name)
 
 
@@ -240,19 +240,20 @@ def feature_info(config):
                        feature_layers=feature_layers)
 
 
-for _backbone, _depth in (("face", 20), ("imagenet", 50), ("imagenet", 101)):
+for _backbone, _depth in backbones.SPLIT_VARIANTS:
     _on = "a 64x64-face" if _backbone == "face" else "an ImageNet"
+    _defaults, _test_config = backbones.variant_defaults(_backbone, _depth)
     register_model(
-        f"multichannel_{'face' if _backbone == 'face' else ''}resnet{_depth}",
+        f"multichannel_{backbones.variant_name(_backbone, _depth)}",
         "multichannel",
         multichannel_attention,
         logits_loss,
         feature_info,
         task="multilabel",
         description=f"multi-channel attention (Kimura & Tanaka) on {_on} ResNet-{_depth}",
+        test_config=_test_config and {**_test_config, **({"hidden": 2} if _backbone == "face" else {})},
         backbone=_backbone,
         depth=_depth,
         num_classes=40,
-        input_shape=(64, 64, 3) if _backbone == "face" else (224, 224, 3),
-        **({"width": backbones.FACE_WIDTHS} if _backbone == "face" else {}),
+        **_defaults,
     )

@@ -119,15 +119,32 @@ SHARPEN_FOCUS = registry.register_objective(registry.Objective(
 CIFAR_RESNETS = {18: ("basic", (2, 2, 2, 2), (64, 128, 256, 512)), 20: ("basic", (3, 3, 3), (16, 32, 64))}
 
 
-def sfocus_resnet(depth=18, num_classes=10, input_shape=(32, 32, 3), sync_bn=False, name=None):
+def stage_widths(depth, width=None):
+    """The stage widths of the CIFAR ResNet of ``depth``; ``width`` (the first stage's channels)
+    scales them all, e.g. ResNet-20 at width 8: (8, 16, 32)."""
+    if depth not in CIFAR_RESNETS:
+        raise InvalidInput(f"sfocus_resnet depth is one of {sorted(CIFAR_RESNETS)}, got {depth!r}")
+    widths = CIFAR_RESNETS[depth][2]
+    if width is None:
+        return widths
+    if int(width) != width or width < 1:
+        raise InvalidInput(f"width is the first stage's channels, a positive integer; got {width!r}")
+    return tuple(int(width) * w // widths[0] for w in widths)
+
+
+def sfocus_resnet(depth=18, num_classes=10, input_shape=(32, 32, 3), width=None, mean=zl.CIFAR_MEAN, std=zl.CIFAR_STD,
+                  sync_bn=False, name=None):
     """A CIFAR ResNet (``depth`` 18: the ports' ResNet-18, stages 64-512 at 32, 16, 8, 4 px; 20:
-    He et al.'s CIFAR ResNet-20) + global average pooling + a linear layer ``fc``.
+    He et al.'s CIFAR ResNet-20, stages 16-64) + global average pooling + a linear layer ``fc``;
+    ``width`` sets the first stage's channels and scales the others (default: the paper's);
+    ``mean``, ``std``: the per-channel normalisation of [0, 255] pixels, in [0, 1] units.
 
     Outputs: ``logits`` (B, num_classes). Its attention is Grad-CAM: the last stage (4x4 for
     ResNet-18) and the stage before it (8x8) are the declared Grad-CAM and inner layers."""
-    block, counts, widths = CIFAR_RESNETS[depth]
+    widths = stage_widths(depth, width)
+    block, counts, _ = CIFAR_RESNETS[depth]
     inputs = keras.Input(tuple(input_shape), name="image")
-    x = zl.preprocessing(zl.CIFAR_MEAN, zl.CIFAR_STD)(inputs)
+    x = zl.preprocessing(mean, std)(inputs)
     x = zl.conv_bn(x, widths[0], 3, 1, name="stem", sync_bn=sync_bn)
     for i, (count, width) in enumerate(zip(counts, widths)):
         x = zl.resnet_stage(x, block, width, count, 1 if i == 0 else 2, f"stage{i + 1}", sync_bn)
@@ -146,5 +163,6 @@ def feature_info(config):
 for _depth in CIFAR_RESNETS:
     registry.register_model(
         f"sfocus_resnet{_depth}", "sfocus", sfocus_resnet, logits_loss, feature_info, objective="sharpen_focus",
+        test_config={"width": 4},
         description=f"CIFAR ResNet-{_depth} trained with Sharpen Focus (Wang et al., ICCV 2019) by default",
         depth=_depth, num_classes=10, input_shape=(32, 32, 3))

@@ -32,18 +32,46 @@ from zoo import registry, tasks
 from zoo.errors import InvalidInput, TrainingDiverged
 from zoo.gradcam import TapGradients
 
+SCHEDULE_SHAPES = ("linear", "sigmoid_rampup")
+SCHEDULE_UNITS = ("step", "epoch")
+
 
 @dataclasses.dataclass
 class LossSchedule:
-    """A loss argument that follows the epoch: linear from `start` to `end` over `epochs`
-    (then constant); ``value(epoch)`` takes a float tensor (epochs may be fractional)."""
+    """A loss argument that follows the epoch e, from `start` to `end` over `epochs`, then `end`:
+
+    - ``shape="linear"``: ``start + (end - start) * p`` with ``p = min(e / epochs, 1)``;
+    - ``shape="sigmoid_rampup"`` (Laine & Aila 2017; loss-based attention's patch-loss weight,
+      Shi et al. 2021): ``start + (end - start) * exp(-5 (1 - p)^2)`` for ``e > 0``, `start` at
+      ``e = 0`` (so with ``per="epoch"`` the first epoch trains at `start`);
+    - ``per="step"``: e is fractional (changes every step); ``per="epoch"``: e is the epoch index
+      (constant within an epoch, as in the LBA code).
+
+    Plain data in the run config: ``{"start": 0, "end": 0.1, "epochs": 80, "shape":
+    "sigmoid_rampup", "per": "epoch"}`` (CLI ``--loss-schedule KEY=JSON``). ``value(epoch)``
+    takes a float tensor."""
 
     start: float
     end: float
     epochs: float
+    shape: str = "linear"
+    per: str = "step"
+
+    def __post_init__(self):
+        if self.shape not in SCHEDULE_SHAPES:
+            raise InvalidInput(f"loss schedule shape must be one of {SCHEDULE_SHAPES}, got {self.shape!r}")
+        if self.per not in SCHEDULE_UNITS:
+            raise InvalidInput(f"loss schedule 'per' must be one of {SCHEDULE_UNITS}, got {self.per!r}")
+        if not float(self.epochs) >= 0:
+            raise InvalidInput(f"loss schedule epochs must be >= 0, got {self.epochs!r}")
 
     def value(self, epoch):
-        progress = ops.clip(ops.cast(epoch, "float32") / max(float(self.epochs), 1e-9), 0.0, 1.0)
+        epoch = ops.cast(epoch, "float32")
+        if self.per == "epoch":
+            epoch = ops.floor(epoch)
+        progress = ops.clip(epoch / max(float(self.epochs), 1e-9), 0.0, 1.0)
+        if self.shape == "sigmoid_rampup":
+            progress = ops.where(epoch > 0, ops.exp(-5.0 * ops.square(1.0 - progress)), 0.0)
         return self.start + (self.end - self.start) * progress
 
 
@@ -65,8 +93,7 @@ class TrainingCore:
         self.objective_spec = chosen_objective(self.spec, config)
         self.loss_kwargs, self.objective_kwargs, self.request_options = split_loss_kwargs(
             self.spec, self.objective_spec, {"label_smoothing": config.label_smoothing, **config.loss_kwargs})
-        self.schedules = {name: schedule if isinstance(schedule, LossSchedule) else LossSchedule(**schedule)
-                          for name, schedule in {**self.spec.loss_schedules, **config.loss_schedules}.items()}
+        self.schedules = loss_schedules(self.spec, config)
         self.tapped = self.tap_gradients(model)
         self.loss_metric = keras.metrics.Mean(name="loss")
         self.logits_loss_metric = keras.metrics.Mean(name="logits_loss")
@@ -177,6 +204,34 @@ def keyword_parameters(fn):
     parameters = list(inspect.signature(fn).parameters.values())[3:]
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
     return {p.name for p in parameters if p.kind is not inspect.Parameter.VAR_KEYWORD}, takes_any
+
+
+def as_schedule(name, schedule):
+    """A :class:`LossSchedule` from one or its plain-data form, with an error naming the loss argument."""
+    if isinstance(schedule, LossSchedule):
+        return schedule
+    if not isinstance(schedule, dict):
+        raise InvalidInput(f"the loss schedule of {name!r} is a dict like {{\"start\": 0, \"end\": 0.1, \"epochs\": "
+                           f"80, \"shape\": \"sigmoid_rampup\", \"per\": \"epoch\"}}, got {schedule!r}")
+    fields = [f.name for f in dataclasses.fields(LossSchedule)]
+    unknown = sorted(set(schedule) - set(fields))
+    missing = [f for f in ("start", "end", "epochs") if f not in schedule]
+    if unknown or missing:
+        raise InvalidInput(f"the loss schedule of {name!r} takes the keys {', '.join(fields)} (start, end and epochs "
+                           f"needed); got {', '.join(unknown) or 'no ' + ', '.join(missing)}")
+    return LossSchedule(**schedule)
+
+
+def loss_schedules(spec, config):
+    """The loss arguments that follow the epoch: the architecture's schedules, those of the recipe
+    (``config.loss_schedules``, which replace them), minus the arguments the recipe fixes as constants
+    (``config.loss_kwargs``: ``--loss-arg patch_loss_weight=0.05`` trains at 0.05 throughout)."""
+    both = sorted(set(config.loss_schedules) & set(config.loss_kwargs))
+    if both:
+        raise InvalidInput(f"loss argument {both[0]!r} is given both as a constant (loss_kwargs, --loss-arg) and as a "
+                           "schedule (loss_schedules, --loss-schedule): keep one")
+    own = {k: v for k, v in spec.loss_schedules.items() if k not in config.loss_kwargs}
+    return {name: as_schedule(name, schedule) for name, schedule in {**own, **config.loss_schedules}.items()}
 
 
 def split_loss_kwargs(spec, objective, kwargs):

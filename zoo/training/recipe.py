@@ -9,21 +9,7 @@ from typing import Optional, Sequence
 
 import keras
 
-
-@dataclasses.dataclass
-class AugmentConfig:
-    """Training augmentation: padded random crop + horizontal flip (the CIFAR recipe of the
-    official ABN code), and optional RandAugment, MixUp or CutMix (Keras core layers)."""
-
-    crop_padding: int = 4
-    flip: bool = True
-    rand_augment: bool = False
-    mixup_alpha: float = 0.0
-    cutmix: bool = False
-
-    @property
-    def mixes_labels(self):
-        return self.mixup_alpha > 0 or self.cutmix
+from zoo.data.augment import AugmentConfig
 
 
 @dataclasses.dataclass
