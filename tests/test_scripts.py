@@ -46,3 +46,38 @@ def test_sfocus_separability_measures_top1_and_the_terms_on_test_images(tmp_path
     assert row["num_examples"] == 10 and 0 <= row["top1"] <= 1
     assert 0 <= row["as_last"] <= 1 and 0 <= row["as_inner"] <= 1 and -0.2 <= row["ac"] <= 0.8
     assert np.isfinite(list(row.values())).all()
+
+
+def test_publish_refuses_a_card_without_preprocessing_and_says_how():
+    import pytest
+
+    publish = load_script("publish_weights")
+    with pytest.raises(SystemExit, match="--preprocessing"):
+        publish.preprocessing_text({}, None, None)
+    assert "mean=[0.5, 0.5, 0.5]" in publish.preprocessing_text({}, (0.5,) * 3, (0.25,) * 3)
+
+
+def test_sfocus_maps_figure_gives_both_classes_maps_per_image():
+    import zoo
+    from tests.conftest import toy_images
+
+    maps = load_script("sfocus_maps_figure").true_and_confusing_maps
+    model = zoo.build("sfocus_resnet20", num_classes=3, input_shape=(16, 16, 3), width=4)
+    images, labels = toy_images(4, size=16, num_classes=3)
+    true, confusing, which, overlap = maps(model, images.astype("float32"), labels)
+    assert true.shape == confusing.shape == (4, 4, 4) and true.min() >= 0 and true.max() <= 1
+    assert (which != labels).all() and ((overlap >= 0) & (overlap <= 1)).all()
+
+
+def test_lba_benchmark_imports_the_official_model_files_without_torchvision(tmp_path):
+    import sys
+
+    import pytest
+
+    bench = load_script("bench_lba_official")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "conv_resnet.py").write_text("from torchvision import datasets, transforms\nVALUE = 3\n")
+    assert bench.official_module(tmp_path, "model/conv_resnet.py").VALUE == 3
+    assert "torchvision" not in sys.modules or sys.modules["torchvision"].__spec__ is not None  # no stub left
+    with pytest.raises(SystemExit, match="checkout of the official"):
+        bench.official_module(tmp_path, "model/capsule_resnet.py")
