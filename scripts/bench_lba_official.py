@@ -22,7 +22,6 @@ import importlib.util
 import json
 import os
 import sys
-import time
 import types
 from pathlib import Path
 
@@ -31,17 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_fit import per_second  # noqa: E402  (images/s of a step after warm-up)
+
 ARCHS = {"conv": ("lba_resnet18", "model/conv_resnet.py"),
          "capsule": ("lba_capsule_resnet18", "model/capsule_resnet.py")}
-
-
-def per_second(step, warmup, steps, batch):
-    for _ in range(warmup):
-        step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return steps * batch / (time.perf_counter() - start)
 
 
 def fake_batch(batch, num_classes=10, seed=0):

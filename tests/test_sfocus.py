@@ -125,10 +125,7 @@ def test_both_engines_and_jax_give_the_same_losses_and_one_step_update(tmp_path)
         assert jax_losses[part] == pytest.approx(fit_losses[part], rel=1e-4, abs=1e-6), part
     # the step's update, to within 2% of its size (Grad-CAM's mask, steep even at omega = 10,
     # amplifies JAX's and TensorFlow's last-digit differences in the features)
-    worst = 0.0
-    for jax_after, tf_after, before in zip(jax_weights, fit_weights, (np.asarray(w) for w in start.weights)):
-        step = np.abs(tf_after - before).max()
-        worst = max(worst, np.abs(jax_after - tf_after).max() / max(step, 1e-7))
+    worst = train_step.largest_update_difference(jax_weights, fit_weights, start.weights)
     print(f"largest JAX - TensorFlow difference: {worst:.2%} of the step")
     assert worst <= 0.02
 

@@ -65,6 +65,16 @@ def one_step(case, weights, images, labels, engine="fit", **overrides):
     return losses, [keras.ops.convert_to_numpy(w) for w in model.weights]
 
 
+def largest_update_difference(weights, reference, start):
+    """The largest difference between two updated weight lists, as a fraction of the reference
+    step's size (per weight, the max over its entries)."""
+    worst = 0.0
+    for after, expected, before in zip(weights, reference, (np.asarray(w) for w in start)):
+        step = np.abs(expected - before).max()
+        worst = max(worst, float(np.abs(after - expected).max() / max(step, 1e-7)))
+    return worst
+
+
 def run_other_backend(case, start, batch, out, backend="jax"):
     """The step under `backend` in a subprocess (TensorFlow blocked): ``(losses, weights, backend)``."""
     import json
