@@ -277,3 +277,18 @@ def test_benchmark_scores_the_patch_weights_with_patch_precision_and_recall(tmp_
     assert "patch_recall" not in gradcam  # a property of the patch logits, not of a post-hoc map
     table = format_table(rows)
     assert "patch precision | patch recall |" in table.splitlines()[0] and table.splitlines()[3].endswith("| - | - |")
+
+
+def test_patch_weights_are_drawn_over_their_own_windows():
+    from zoo import explain
+    from zoo.explain.maps import patch_map
+
+    weights = np.array([[[0.25, 0.75]]], "float32")  # one row of two patches, 4 px windows at stride 2
+    drawn = patch_map(weights, (4, 2), (4, 6))[0]
+    np.testing.assert_allclose(drawn[0], [0.25, 0.25, 0.5, 0.5, 0.75, 0.75])  # the overlap: their mean
+    np.testing.assert_allclose(patch_map(np.full((1, 3, 3), 1 / 9), (4, 2), (9, 9))[0, :8, :8], 1 / 9)  # even
+    assert (drawn == drawn[0]).all()  # every row of the window alike
+    model = zoo.build("lba_resnet18", **TINY)
+    shown = explain.attention_maps(model, images(2))["patch_weights"]
+    assert (shown[:, 29:, :] == 0).all() and (shown[:, :, 29:] == 0).all()  # 9x9 windows at stride 4 stop at 29
+    assert (shown[:, :29, :29] > 0).all()

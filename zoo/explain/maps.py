@@ -32,6 +32,28 @@ def upsample(maps, size):
     return ops.convert_to_numpy(resized)[..., 0]
 
 
+def patch_map(weights, window, image_size, size=None):
+    """Patch weights (B, gh, gw[, 1]) drawn where their patches are: each pixel of the input
+    (`image_size`) gets the mean weight of the patch windows (``window = (size, stride)``,
+    :attr:`zoo.registry.MapTap.patch_window`) that cover it (0 where none does; equal weights draw
+    an even map, not one that counts overlaps), then resized to `size` (default: the input size).
+    Returns (B, H, W) float32."""
+    weights = np.asarray(weights, "float32").reshape(np.shape(weights)[:3])
+    extent, stride = window
+    height, width = image_size
+    canvas = np.zeros((len(weights), height, width), "float32")
+    coverage = np.zeros((height, width), "float32")
+    for i in range(weights.shape[1]):
+        for j in range(weights.shape[2]):
+            rows, columns = slice(i * stride, i * stride + extent), slice(j * stride, j * stride + extent)
+            canvas[:, rows, columns] += weights[:, i, j, None, None]
+            coverage[rows, columns] += 1.0
+    canvas = np.where(coverage > 0, canvas / np.maximum(coverage, 1.0), 0.0).astype("float32")
+    if size is None or tuple(size) == (height, width):
+        return canvas
+    return upsample(canvas[..., None], size)
+
+
 def normalize_maps(maps):
     """Min-max normalise each map of (B, H, W) to [0, 1] (a constant map becomes 0)."""
     maps = np.asarray(maps, dtype="float32")
@@ -79,6 +101,8 @@ def attention_maps(model, images, size=None, normalize=False, outputs=None, maps
                 masks = value[..., labels.index(label)]  # (B, h, w, C)
                 for channel in np.argsort(-masks.mean(axis=(0, 1, 2)), kind="stable")[:num_channels]:
                     result[f"{tap.output}/{label}/ch{channel}"] = upsample(masks[..., channel : channel + 1], size)
+        elif tap.patch_window is not None:  # the patches' own windows, not the grid stretched over the image
+            result[tap.output] = patch_map(ops.convert_to_numpy(value), tap.patch_window, images.shape[1:3], size)
         else:
             result[tap.output] = upsample(value, size)
     return {k: normalize_maps(v) for k, v in result.items()} if normalize else result

@@ -29,7 +29,8 @@ channels (BN is per channel either way).
 Outputs: ``logits`` (B, K), ``patch_logits`` (B, gh, gw, K) and ``patch_weights`` (B, gh, gw, 1),
 the declared attention map (kind ``patch_weights``: weights over the patch grid, summing to 1).
 The patch windows cover the image from its top-left corner (the 9x9 windows at stride 4 leave the
-last 3 rows and columns of a 32x32 map uncovered); figures stretch the grid over the image.
+last 3 rows and columns of a 32x32 map uncovered); the map declares them (``patch_window``), so
+figures draw each weight over its own window (:func:`zoo.explain.maps.patch_map`).
 
 Choices of the zoo (configurable): every width scales by ``width`` (compact variants); the
 ResNet-50 variant uses standard bottlenecks (the code's cannot train: its shortcut is added in
