@@ -32,6 +32,13 @@ def upsample(maps, size):
     return ops.convert_to_numpy(resized)[..., 0]
 
 
+def patch_boxes(grid, window):
+    """The boxes (gh, gw, 4) ``(y0, x0, y1, x1)`` of a patch grid with ``window = (size, stride)``."""
+    size, stride = window
+    ys, xs = np.meshgrid(np.arange(grid[0]) * stride, np.arange(grid[1]) * stride, indexing="ij")
+    return np.stack([ys, xs, ys + size, xs + size], axis=-1)
+
+
 def patch_map(weights, window, image_size, size=None):
     """Patch weights (B, gh, gw[, 1]) drawn where their patches are: each pixel of the input
     (`image_size`) gets the mean weight of the patch windows (``window = (size, stride)``,
@@ -39,15 +46,13 @@ def patch_map(weights, window, image_size, size=None):
     an even map, not one that counts overlaps), then resized to `size` (default: the input size).
     Returns (B, H, W) float32."""
     weights = np.asarray(weights, "float32").reshape(np.shape(weights)[:3])
-    extent, stride = window
     height, width = image_size
     canvas = np.zeros((len(weights), height, width), "float32")
     coverage = np.zeros((height, width), "float32")
-    for i in range(weights.shape[1]):
-        for j in range(weights.shape[2]):
-            rows, columns = slice(i * stride, i * stride + extent), slice(j * stride, j * stride + extent)
-            canvas[:, rows, columns] += weights[:, i, j, None, None]
-            coverage[rows, columns] += 1.0
+    for (y0, x0, y1, x1), weight in zip(patch_boxes(weights.shape[1:3], window).reshape(-1, 4),
+                                        weights.reshape(len(weights), -1).T):
+        canvas[:, y0:y1, x0:x1] += weight[:, None, None]
+        coverage[y0:y1, x0:x1] += 1.0
     canvas = np.where(coverage > 0, canvas / np.maximum(coverage, 1.0), 0.0).astype("float32")
     if size is None or tuple(size) == (height, width):
         return canvas

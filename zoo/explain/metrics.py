@@ -20,7 +20,7 @@ import numpy as np
 from keras import ops
 
 from zoo import tasks
-from zoo.explain.maps import normalize_maps
+from zoo.explain.maps import normalize_maps, patch_boxes
 
 
 def box_mask(boxes, size):
@@ -30,13 +30,6 @@ def box_mask(boxes, size):
     boxes = np.asarray(boxes)
     y0, x0, y1, x1 = (boxes[:, i, None, None] for i in range(4))
     return (ys >= y0) & (ys < y1) & (xs >= x0) & (xs < x1)
-
-
-def patch_boxes(grid, window):
-    """The boxes (gh, gw, 4) ``(y0, x0, y1, x1)`` of a patch grid with ``window = (size, stride)``."""
-    size, stride = window
-    ys, xs = np.meshgrid(np.arange(grid[0]) * stride, np.arange(grid[1]) * stride, indexing="ij")
-    return np.stack([ys, xs, ys + size, xs + size], axis=-1)
 
 
 def patch_precision_recall(patch_logits, patch_weights, labels, boxes, window, multilabel=False):

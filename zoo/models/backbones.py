@@ -237,6 +237,16 @@ def backbone_names():
     return tuple(_BACKBONES)
 
 
+def get_trunk(name, user):
+    """The registered backbone `name`, which must be a plain trunk (`user` names who needs it)."""
+    spec = get_backbone(name)
+    if spec.trunk is None:
+        trunks = [n for n, b in _BACKBONES.items() if b.trunk is not None]
+        raise InvalidInput(f"{user} needs a plain trunk backbone, not the split backbone {name!r}: one of "
+                           f"{', '.join(trunks)}")
+    return spec
+
+
 def channels(c, width):
     """`c` channels scaled by the width multiplier (at least 1)."""
     return max(1, int(round(c * width)))
@@ -251,9 +261,12 @@ STRIDE1_RESNET_WIDTHS = (64, 128, 256, 512)
 VGG11_WIDTHS = (64, 128, 256, 256, 512, 512, 512, 512)
 
 
-def default_strides(spec, input_shape):
-    """The LBA code's rule as the default strides of a stride-free backbone: none at 32x32; a larger
-    input (its 64x64 variant) strides the second stage, so the features stay near 32x32."""
+def stage_strides(spec, input_shape, strides=None):
+    """`strides` when given, else the LBA code's rule as the default of a stride-free backbone:
+    none at 32x32; a larger input (its 64x64 variant) strides the second stage, so the features
+    stay near 32x32."""
+    if strides is not None:
+        return tuple(strides)
     return tuple(2 if i == 1 and max(input_shape[:2]) > 32 else 1 for i in range(spec.num_stages))
 
 

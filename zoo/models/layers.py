@@ -59,13 +59,13 @@ class Subsample(layers.Layer):
         return {**super().get_config(), "step": self.step}
 
 
-def conv(filters, kernel_size, strides=1, name=None, use_bias=False):
-    """'same'-padded convolution with the zoo's default initialisation."""
+def conv(filters, kernel_size, strides=1, name=None, use_bias=False, padding="same"):
+    """A convolution ('same'-padded by default) with the zoo's default initialisation."""
     return layers.Conv2D(
         filters,
         kernel_size,
         strides=strides,
-        padding="same",
+        padding=padding,
         use_bias=use_bias,
         kernel_initializer=he_normal_fan_out(),
         name=name,
@@ -77,11 +77,11 @@ def batch_norm(name=None, synchronized=False, epsilon=BN_EPSILON):
     return layers.BatchNormalization(epsilon=epsilon, momentum=BN_MOMENTUM, synchronized=synchronized, name=name)
 
 
-def conv_bn(x, filters, kernel_size, strides=1, name="", relu=True, sync_bn=False):
+def conv_bn(x, filters, kernel_size, strides=1, name="", relu=True, sync_bn=False, padding="same", use_bias=False):
     """conv -> BN (-> ReLU)."""
     if kernel_size == 1 and strides != 1:  # a strided 1x1 conv as subsampling + 1x1 conv (see Subsample)
         x, strides = Subsample(strides, name=f"{name}_subsample")(x), 1
-    x = conv(filters, kernel_size, strides, name=f"{name}_conv")(x)
+    x = conv(filters, kernel_size, strides, name=f"{name}_conv", use_bias=use_bias, padding=padding)(x)
     x = batch_norm(f"{name}_bn", sync_bn)(x)
     return layers.ReLU(name=f"{name}_relu")(x) if relu else x
 

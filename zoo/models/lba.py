@@ -54,9 +54,9 @@ RAMP_EPOCHS = 80
 EPSILON = 1e-12
 
 
-def patch_scores(patch_logits):
-    """``s = ||f||_2`` over the class axis (an epsilon keeps its gradient finite at f = 0)."""
-    return ops.sqrt(ops.sum(ops.square(patch_logits), axis=-1) + EPSILON)
+def l2_norm(x, axis=-1):
+    """``||x||_2`` over `axis` (an epsilon keeps its gradient finite at x = 0)."""
+    return ops.sqrt(ops.sum(ops.square(x), axis=axis) + EPSILON)
 
 
 def renormalised(weights, axis=-1):
@@ -73,7 +73,7 @@ class PatchWeights(layers.Layer):
         self.threshold = float(threshold)
 
     def call(self, patch_logits):
-        alpha = renormalised(patch_scores(ops.cast(patch_logits, "float32")))
+        alpha = renormalised(l2_norm(ops.cast(patch_logits, "float32")))
         return renormalised(ops.relu(alpha - self.threshold))
 
     def compute_output_shape(self, input_shape):
@@ -95,12 +95,10 @@ class CapsuleWeights(layers.Layer):
         self.threshold = float(threshold)
 
     def call(self, capsule_logits):
-        scores = patch_scores(ops.cast(capsule_logits, "float32"))  # (B, P, S)
-        alpha = scores / (ops.sum(scores, axis=(1, 2), keepdims=True) + EPSILON)
+        alpha = renormalised(l2_norm(ops.cast(capsule_logits, "float32")), axis=(1, 2))  # (B, P, S)
         positions = renormalised(ops.relu(ops.sum(alpha, axis=-1) - self.threshold))
         kept = ops.cast(positions > 0, alpha.dtype)[..., None]
-        capsules = alpha * kept
-        return capsules / (ops.sum(capsules, axis=(1, 2), keepdims=True) + EPSILON), positions
+        return renormalised(alpha * kept, axis=(1, 2)), positions
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]), tuple(input_shape[:2])
@@ -132,7 +130,7 @@ class PositionNorm(layers.Layer):
                                       initializer=keras.initializers.RandomNormal(stddev=1.0))
 
     def call(self, units):
-        norms = ops.sqrt(ops.sum(ops.square(units), axis=-2) + EPSILON)
+        norms = l2_norm(units, axis=-2)
         return ops.relu(norms - ops.cast(self.offset, norms.dtype))
 
     def compute_output_shape(self, input_shape):
@@ -150,13 +148,6 @@ class SlotSum(layers.Layer):
         return (input_shape[0], input_shape[1], input_shape[3])
 
 
-def valid_conv_bn_relu(x, filters, kernel_size, strides, name, use_bias=False, sync_bn=False):
-    x = layers.Conv2D(filters, kernel_size, strides=strides, padding="valid", use_bias=use_bias,
-                      kernel_initializer=zl.he_normal_fan_out(), name=f"{name}_conv")(x)
-    x = zl.batch_norm(f"{name}_bn", sync_bn)(x)
-    return layers.ReLU(name=f"{name}_relu")(x)
-
-
 def check_grid(features, kernel_size, stride):
     h, w = features.shape[1:3]
     if h < kernel_size or w < kernel_size:
@@ -166,33 +157,31 @@ def check_grid(features, kernel_size, stride):
     return (h - kernel_size) // stride + 1, (w - kernel_size) // stride + 1
 
 
-def conv_head(features, fc, channels, kernel_size, stride, threshold, sync_bn):
+def conv_head(features, fc, grid, channels, kernel_size, stride, threshold, sync_bn):
     """Patch vectors from a strided conv + a 1x1 conv; alpha over them; the weighted image vector."""
-    grid = check_grid(features, kernel_size, stride)
-    x = valid_conv_bn_relu(features, channels, kernel_size, stride, "patch", sync_bn=sync_bn)
-    x = valid_conv_bn_relu(x, channels, 1, 1, "patch_proj", sync_bn=sync_bn)
+    x = zl.conv_bn(features, channels, kernel_size, stride, "patch", sync_bn=sync_bn, padding="valid")
+    x = zl.conv_bn(x, channels, 1, 1, "patch_proj", sync_bn=sync_bn)
     patches = layers.Reshape((grid[0] * grid[1], channels), name="patches")(x)
     patch_logits = fc(patches)  # (B, P, K)
     alpha = PatchWeights(threshold, name="alpha")(patch_logits)
-    return grid, patch_logits, alpha, WeightedSum(name="image_vector")(alpha, patches)
+    return patch_logits, alpha, WeightedSum(name="image_vector")(alpha, patches)
 
 
-def capsule_head(features, fc, primary_units, primary_channels, capsule_units, capsule_slots, kernel_size, stride,
-                 threshold, sync_bn):
+def capsule_head(features, fc, grid, primary_units, primary_channels, capsule_units, capsule_slots, kernel_size,
+                 stride, threshold, sync_bn):
     """Primary capsules (one fused conv of U x C channels), the per-position norm, the capsules
     (one fused 1x1 conv of D x S channels, D = capsule dimension); alpha per capsule."""
-    gh, gw = check_grid(features, kernel_size, stride)
-    x = valid_conv_bn_relu(features, primary_units * primary_channels, kernel_size, stride, "primary", use_bias=True,
-                           sync_bn=sync_bn)
-    x = layers.Reshape((gh, gw, primary_units, primary_channels), name="primary_units")(x)
+    x = zl.conv_bn(features, primary_units * primary_channels, kernel_size, stride, "primary", sync_bn=sync_bn,
+                   padding="valid", use_bias=True)
+    x = layers.Reshape((*grid, primary_units, primary_channels), name="primary_units")(x)
     x = PositionNorm(name="primary_norm")(x)
-    x = valid_conv_bn_relu(x, capsule_units * capsule_slots, 1, 1, "capsule", sync_bn=sync_bn)
-    x = layers.Reshape((gh * gw, capsule_units, capsule_slots), name="capsule_units")(x)
+    x = zl.conv_bn(x, capsule_units * capsule_slots, 1, 1, "capsule", sync_bn=sync_bn)
+    x = layers.Reshape((grid[0] * grid[1], capsule_units, capsule_slots), name="capsule_units")(x)
     capsules = layers.Permute((1, 3, 2), name="capsules")(x)  # (B, P, S, D)
     capsule_logits = fc(capsules)  # (B, P, S, K)
     weights, positions = CapsuleWeights(threshold, name="alpha")(capsule_logits)
     patch_logits = SlotSum(name="position_logits")(capsule_logits)  # per position, over the slots (incl. S * b)
-    return (gh, gw), patch_logits, positions, WeightedSum(name="image_vector")(weights, capsules)
+    return patch_logits, positions, WeightedSum(name="image_vector")(weights, capsules)
 
 
 HEADS = ("conv", "capsule")
@@ -238,29 +227,24 @@ def loss_based_attention(
             128 = capsule dimension, 64 slots per position; all but the unit count x width).
     """
     zl.check_option("head", head, HEADS)
-    spec = backbones.get_backbone(backbone)
-    if spec.trunk is None:
-        trunks = [n for n in backbones.backbone_names() if backbones.get_backbone(n).trunk]
-        raise InvalidInput(f"loss-based attention needs a plain trunk backbone, not the split backbone {backbone!r}: "
-                           f"one of {', '.join(trunks)}")
-    strides = backbones.default_strides(spec, input_shape) if stage_strides is None else tuple(stage_strides)
+    spec = backbones.get_trunk(backbone, "loss-based attention")
+    strides = backbones.stage_strides(spec, input_shape, stage_strides)
     inputs = keras.Input(tuple(input_shape), name="image")
     trunk = spec.trunk(zl.preprocessing(mean, std)(inputs), width=width, stage_strides=strides, sync_bn=sync_bn)
     features = trunk.output
     if reduce_channels:
-        features = valid_conv_bn_relu(features, backbones.channels(reduce_channels, width), 1, 1, "reduce",
-                                      sync_bn=sync_bn)
+        features = zl.conv_bn(features, backbones.channels(reduce_channels, width), 1, 1, "reduce", sync_bn=sync_bn)
+    grid = check_grid(features, kernel_size, stride)
     fc = layers.Dense(num_classes, name="fc")  # shared by the patches and the image (W, b)
     if head == "conv":
         gamma = features.shape[1] * features.shape[2] if gamma is None else gamma
-        grid, patch_logits, alpha, vector = conv_head(features, fc, backbones.channels(head_channels, width),
-                                                      kernel_size, stride, threshold / gamma, sync_bn)
+        patch_logits, alpha, vector = conv_head(features, fc, grid, backbones.channels(head_channels, width),
+                                                kernel_size, stride, threshold / gamma, sync_bn)
     else:
-        grid = check_grid(features, kernel_size, stride)
         gamma = grid[0] * grid[1] if gamma is None else gamma
         scaled = (backbones.channels(c, width) for c in (primary_channels, capsule_units, capsule_slots))
-        grid, patch_logits, alpha, vector = capsule_head(features, fc, primary_units, *scaled, kernel_size, stride,
-                                                         threshold / gamma, sync_bn)
+        patch_logits, alpha, vector = capsule_head(features, fc, grid, primary_units, *scaled, kernel_size, stride,
+                                                   threshold / gamma, sync_bn)
     outputs = {
         "logits": zl.float32_output("logits")(fc(vector)),
         "patch_logits": zl.float32_output("patch_logits")(layers.Reshape((*grid, num_classes))(patch_logits)),
@@ -277,7 +261,8 @@ def multilabel_patch_loss(y_true, patch_logits):
 
 
 def multiclass_patch_loss(y_true, patch_logits, label_smoothing=0.0):
-    """``CE(f_p, y)`` per patch (B, P), for integer (B,) or one-hot / mixed (B, K) targets."""
+    """``CE(f_p, y)`` per patch (B, P), for integer (B,) or one-hot / mixed (B, K) targets (the
+    task's loss tells integer from one-hot targets by their rank, which the patch axis changes)."""
     k = patch_logits.shape[-1]
     target = ops.one_hot(ops.cast(y_true, "int32"), k) if len(y_true.shape) == 1 else ops.cast(y_true, "float32")
     if label_smoothing:
@@ -307,13 +292,13 @@ def lba_loss(y_true, outputs, task, patch_loss_weight=PATCH_LOSS_WEIGHT, label_s
 
 LBA_SCHEDULES = {"patch_loss_weight": {"start": 0.0, "end": PATCH_LOSS_WEIGHT, "epochs": RAMP_EPOCHS,
                                        "shape": "sigmoid_rampup", "per": "epoch"}}
+
+
 def patch_window(config, spec):
     """``(size, stride)`` of each patch's window in input pixels: the patch convolution's window
     on the backbone features, scaled by the backbone's total stride (the rule patch precision /
     recall uses; the receptive field of the backbone's own convolutions, wider, is not counted)."""
-    strides = config.get("stage_strides")
-    strides = backbones.default_strides(spec, config["input_shape"]) if strides is None else strides
-    scale = int(np.prod(strides))
+    scale = int(np.prod(backbones.stage_strides(spec, config["input_shape"], config.get("stage_strides"))))
     return config.get("kernel_size", 9) * scale, config.get("stride", 4) * scale
 
 

@@ -63,8 +63,8 @@ def plain_trunk(backbone="stride1_resnet18", num_classes=10, input_shape=(32, 32
                 mean=backbones.STRIDE1_MEAN, std=backbones.STRIDE1_STD, sync_bn=False, name=None):
     """A registered trunk backbone (e.g. ``stride1_resnet18``) + global average pooling + ``fc``;
     ``stage_strides`` None: the backbone's default for the input size. Outputs: ``logits``."""
-    spec = backbones.get_backbone(backbone)
-    strides = backbones.default_strides(spec, input_shape) if stage_strides is None else tuple(stage_strides)
+    spec = backbones.get_trunk(backbone, "plain_trunk")
+    strides = backbones.stage_strides(spec, input_shape, stage_strides)
     inputs = keras.Input(tuple(input_shape), name="image")
     trunk = spec.trunk(zl.preprocessing(mean, std)(inputs), width=width, stage_strides=strides, sync_bn=sync_bn)
     logits = layers.Dense(num_classes, name="fc")(layers.GlobalAveragePooling2D(name="gap")(trunk.output))
