@@ -10,9 +10,13 @@
 #         60x60 canvas width 0.25 costs ~25 min per epoch on a 2-core CPU, and with the paper's
 #         dropout at width 0.125 the first epoch stayed at chance, 11.7%) |
 #         sfocus_resnet20 (trained at width 8 like ABN: --model-arg width=8 is added; add
-#         --objective none for the cross-entropy baseline of the same network; RUN_DIR then apart)
+#         --objective none for the cross-entropy baseline of the same network; RUN_DIR then apart) |
+#         lba_resnet18_w0125 and its baseline plain_stride1_resnet18_w0125 (the 60x60 input strides
+#         stage 2 only; LBA's patch-loss weight ramps in over RAMP_EPOCHS, default EPOCHS/2, instead of
+#         the official 80 of 200 epochs)
 # CLUTTERED names the .npz (default .data/cluttered_mnist60.npz); RUN_DIR where the run goes;
-# EPOCHS the epoch count (the shipped weights: 3 for ABN, 2 for LTPA).
+# EPOCHS the epoch count (the shipped weights: 3 for ABN, 8 for LTPA and LBA); PRECISION e.g. bfloat16
+# (default float32).
 set -euo pipefail
 ARCH=${1:?usage: scripts/train_cluttered_mnist.sh ARCH [zoo train args]}; shift
 DATA=${CLUTTERED:-.data/cluttered_mnist60.npz}
@@ -20,6 +24,8 @@ RUN=${RUN_DIR:-$HOME/.cache/attention-zoo/runs/${ARCH}.cluttered_mnist}
 EXTRA=()
 [[ "$ARCH" == abn_resnet* || "$ARCH" == sfocus_resnet20 ]] && EXTRA=(--model-arg width=8)
 [[ "$ARCH" == ltpa_* ]] && EXTRA=(--model-arg width=0.125 --model-arg dropout_scale=0)
+[[ "$ARCH" == lba_* ]] && EXTRA=(--loss-schedule "patch_loss_weight={\"start\": 0, \"end\": 0.1, \"epochs\": ${RAMP_EPOCHS:-$((${EPOCHS:-3} / 2))}, \"shape\": \"sigmoid_rampup\", \"per\": \"epoch\"}")
+[[ -n "${PRECISION:-}" ]] && EXTRA+=(--mixed-precision "$PRECISION")
 exec ${ZOO_TRAIN:-zoo train} "$ARCH" --data "$DATA" --split train --test-split test --image-size 60 60 \
   "${EXTRA[@]}" --epochs ${EPOCHS:-3} --batch-size 128 --lr 0.05 --momentum 0.9 --weight-decay 5e-4 \
   --schedule cosine --crop-padding 4 --no-flip --seed 0 --no-progress \

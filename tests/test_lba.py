@@ -6,6 +6,7 @@ import pytest
 from keras import ops
 
 import zoo
+from zoo.errors import InvalidInput
 from zoo.models import backbones, lba
 from zoo.training.core import LossSchedule
 
@@ -153,7 +154,7 @@ def test_bad_configurations_say_what_to_change():
         zoo.build("lba_resnet18", input_shape=(16, 16, 3), stage_strides=(1, 2, 1, 1), **TINY)
     with pytest.raises(ValueError, match="stage_strides is 4 strides"):
         zoo.build("lba_resnet18", stage_strides=(1, 2), **TINY)
-    with pytest.raises(ValueError, match="split backbone 'face'"):
+    with pytest.raises(ValueError, match="not .face."):
         zoo.build("lba_resnet18", backbone="face", **TINY)
     with pytest.raises(ValueError, match="Did you mean: stride1_resnet18"):
         zoo.build("lba_resnet18", backbone="stride1_resnet81", **TINY)
@@ -161,19 +162,42 @@ def test_bad_configurations_say_what_to_change():
         zoo.build("lba_resnet18", head="caps", **TINY)
 
 
-def test_registered_trunks_build_the_taps_they_declare():
+def test_registered_backbones_build_the_taps_they_declare():
     import keras
 
     for name in backbones.backbone_names():
         spec = backbones.get_backbone(name)
-        if spec.trunk is None:
-            continue
-        x = keras.Input((16, 16, 3))
-        trunk = spec.trunk(x, width=0.0625)
-        model = keras.Model(x, trunk.output)
+        x = keras.Input((32, 32, 3))
+        if spec.trunk is not None:
+            trunk = spec.trunk(x, width=0.0625)
+            output = frozen = trunk.output  # feature_layers: every layer of a trunk
+            endpoints = trunk.endpoints
+            built = (trunk.gradcam_layer, trunk.inner_layer, trunk.feature_layers)
+        elif name == "imagenet":
+            continue  # keras.applications' layer names; its taps are the nested models' names (test_models)
+        else:
+            split = backbones.make_backbone(name, 20, (32, 32, 3), width=4)
+            frozen = split.features(split.preprocess(x))  # feature_layers: the extractor's layers
+            output, endpoints = split.last_stage(frozen), {}
+            built = (split.gradcam_layer, split.inner_layer, split.feature_layers)
+        model = keras.Model(x, output)
         names = {layer.name for layer in model.layers}
-        assert (trunk.gradcam_layer, trunk.inner_layer, trunk.feature_layers) == spec.taps(), name
-        assert {trunk.gradcam_layer, trunk.inner_layer} <= names and model.output.shape[1:3] == (16, 16), name
+        assert built == spec.taps(), name
+        assert {built[0], built[1], *endpoints} <= names, name
+        extractor = keras.Model(x, frozen).layers[1:]
+        assert all(any(layer.name.startswith(p) for p in built[2]) for layer in extractor), name
+        if spec.num_stages:  # stride-free: the features keep the input's layout
+            assert output.shape[1:3] == (32, 32), name
+
+
+def test_trunks_without_stage_strides_refuse_them_and_lba_needs_a_stride_free_one():
+    with pytest.raises(InvalidInput, match="no stage_strides option"):
+        zoo.build("plain_stride1_vgg11", backbone="cifar_vgg16", stage_strides=(1, 1))
+    with pytest.raises(InvalidInput, match="stride-free trunk backbone.*stride1_resnet18"):
+        zoo.build("lba_resnet18", backbone="cifar_vgg16", **TINY)
+    model = zoo.build("plain_stride1_vgg11", backbone="cifar_vgg16", width=0.0625)
+    assert model.get_layer("conv13_relu").output.shape[1:3] == (2, 2)
+    assert "pool5" in {layer.name for layer in model.layers}
 
 
 def test_a_misspelt_registration_option_is_an_error():

@@ -282,14 +282,19 @@ def test_width_scales_every_stage_and_keeps_the_declared_taps():
     import zoo
     from zoo import registry
     from zoo.errors import InvalidInput
+    from zoo.models import backbones
 
     model = zoo.build("sfocus_resnet20", width=8, input_shape=(16, 16, 3))
     info = registry.feature_info(model)
     widths = [model.get_layer(f"stage{i}_block3_out").output.shape[-1] for i in (1, 2, 3)]
     assert widths == [8, 16, 32]
-    assert sfocus.stage_widths(18, 32) == (32, 64, 128, 256) and sfocus.stage_widths(18) == (64, 128, 256, 512)
+    assert backbones.cifar_resnet_layout(18, 32) == ("basic", (2, 2, 2, 2), (32, 64, 128, 256))
+    assert backbones.cifar_resnet_layout(18)[2] == (64, 128, 256, 512)
+    assert backbones.cifar_resnet_layout(20, (8, 8, 16))[2] == (8, 8, 16)
     assert (info.gradcam_layer, info.inner_layer) == ("stage3_block3_out", "stage2_block3_out")
     with pytest.raises(InvalidInput, match="positive integer"):
-        sfocus.stage_widths(20, 0.5)
+        backbones.cifar_resnet_layout(20, 0.5)
+    with pytest.raises(InvalidInput, match="3 stages' widths"):
+        backbones.cifar_resnet_layout(20, (8, 16))
     with pytest.raises(InvalidInput, match="depth is one of"):
-        sfocus.stage_widths(34)
+        zoo.build("sfocus_resnet20", depth=34)

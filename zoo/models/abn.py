@@ -22,10 +22,7 @@ from keras import layers
 
 from zoo.models import backbones
 from zoo.models import layers as zl
-from zoo.models.backbones import (
-    ReverseChannels,  # noqa: F401  (its registered name, for saved models)
-    cifar_block_type,
-)
+from zoo.models.backbones import ReverseChannels  # noqa: F401  (its registered name, for saved models)
 from zoo.registry import FeatureInfo, MapTap, register_model
 
 CIFAR_DEPTHS = (20, 32, 44, 56, 110)
@@ -72,25 +69,23 @@ def abn_cifar_resnet(
     sync_bn=False,
     name=None,
 ):
-    """ABN on a CIFAR ResNet (official `models/cifar/resnet.py`): stages of width 16/32/64.
+    """ABN on a CIFAR ResNet (official `models/cifar/resnet.py`; the registered ``cifar_resnet``
+    backbone): stages of width 16/32/64 (``width``: the first stage's channels).
 
     The feature extractor is conv1 + stages 1-2 (16x16 maps for 32x32 input); the attention
     branch is stage 3 at stride 1; the perception branch is stage 3 at stride 2.
     """
-    block, n = cifar_block_type(depth, block)
+    bb = backbones.make_backbone("cifar_resnet", depth, input_shape, width, 1, None, sync_bn, block=block, mean=mean,
+                                 std=std)
     inputs = keras.Input(tuple(input_shape), name="image")
-    x = zl.preprocessing(mean, std)(inputs)
-    x = zl.conv_bn(x, width, 3, name="stem", sync_bn=sync_bn)
-    x = zl.resnet_stage(x, block, width, n, 1, "stage1", sync_bn)
-    features = zl.resnet_stage(x, block, width * 2, n, 2, "stage2", sync_bn)
+    features = bb.features(bb.preprocess(inputs))
 
     def stride1_last_stage(f):
-        return zl.resnet_stage(f, block, width * 4, n, 1, "att_stage3", sync_bn)
+        return bb.last_stage(f, strides=1, prefix="att_")
 
     att_logits, att_map = attention_branch(features, stride1_last_stage, num_classes, map_kernel_size, sync_bn)
     x = zl.AttentionGate(attention_mode, name="attention_gate")(features, att_map)
-    x = zl.resnet_stage(x, block, width * 4, n, 2, "stage3", sync_bn)
-    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(bb.last_stage(x))
     logits = layers.Dense(num_classes, name="fc")(x)
     outputs = outputs_dict(logits, att_logits, att_map)
     return keras.Model(inputs, outputs, name=name or f"abn_resnet{depth}")
@@ -200,15 +195,16 @@ ABN_HEADS = ("att_conv", "att_bn2", "att_conv2", "att_conv3", "fc")  # their sha
 
 def cifar_feature_info(config):
     """Taps of :func:`abn_cifar_resnet`: Grad-CAM on the perception branch's last block."""
-    _, n = cifar_block_type(config["depth"], config.get("block", "auto"))
-    return FeatureInfo(gradcam_layer=f"stage3_block{n}_out", inner_layer=f"stage2_block{n}_out", maps=ABN_MAPS,
-                       heads=ABN_HEADS, feature_layers=("preprocess", "stem_", "stage1_", "stage2_"))
+    last, inner, feature_layers = backbones.cifar_resnet_taps(config["depth"], config.get("block", "auto"))
+    return FeatureInfo(gradcam_layer=last, inner_layer=inner, maps=ABN_MAPS, heads=ABN_HEADS,
+                       feature_layers=feature_layers)
 
 
 def imagenet_feature_info(config):
     """Taps of :func:`abn_imagenet_resnet` (conv5 is the nested ``perception_conv5`` model)."""
-    return FeatureInfo(gradcam_layer="perception_conv5", inner_layer="feature_extractor", maps=ABN_MAPS,
-                       heads=ABN_HEADS, feature_layers=("rgb_to_bgr", "preprocess", "feature_extractor"))
+    last, inner, feature_layers = backbones.imagenet_taps(config["depth"])
+    return FeatureInfo(gradcam_layer=last, inner_layer=inner, maps=ABN_MAPS, heads=ABN_HEADS,
+                       feature_layers=feature_layers)
 
 
 def multitask_maps(config):

@@ -227,7 +227,7 @@ def loss_based_attention(
             128 = capsule dimension, 64 slots per position; all but the unit count x width).
     """
     zl.check_option("head", head, HEADS)
-    spec = backbones.get_trunk(backbone, "loss-based attention")
+    spec = backbones.get_trunk(backbone, "loss-based attention", strided_stages=True)
     strides = backbones.stage_strides(spec, input_shape, stage_strides)
     inputs = keras.Input(tuple(input_shape), name="image")
     trunk = spec.trunk(zl.preprocessing(mean, std)(inputs), width=width, stage_strides=strides, sync_bn=sync_bn)

@@ -29,17 +29,15 @@ Choices and where they come from (all builder arguments):
 import keras
 from keras import layers, ops
 
+from zoo.models import backbones
 from zoo.models import layers as zl
-from zoo.models.backbones import channels
+from zoo.models.backbones import channels, dropout_layer
 from zoo.models.losses import logits_loss
 from zoo.registry import FeatureInfo, MapTap, register_model
 
-# cifar.torch VGG-BN-Dropout: (channels, dropout rate after the conv's ReLU), "M" = max-pool
-VGG16_CONFIG = [(64, 0.3), (64, 0), "M", (128, 0.4), (128, 0), "M", (256, 0.4), (256, 0.4), (256, 0), "M",
-                (512, 0.4), (512, 0.4), (512, 0), "M", (512, 0.4), (512, 0.4), (512, 0), "M"]
 LTPA_MEAN = (0.4914, 0.4822, 0.4465)
 LTPA_STD = (0.2470, 0.2435, 0.2616)
-BN_EPSILON = 1e-3  # cifar.torch passes eps 1e-3; momentum is Torch's 0.1 (= Keras 0.9), as in zoo.models.layers
+BN_EPSILON = backbones.VGG_BN_EPSILON
 
 
 @keras.saving.register_keras_serializable(package="attention_zoo")
@@ -108,41 +106,13 @@ class AttentionPooling(layers.Layer):
 
 def conv_bn_relu(x, filters, dropout, name, sync_bn):
     """cifar.torch ConvBNReLU: 3x3 conv with bias -> BN -> ReLU (-> Dropout)."""
-    x = zl.conv(filters, 3, name=f"{name}_conv", use_bias=True)(x)
-    x = zl.batch_norm(f"{name}_bn", sync_bn, epsilon=BN_EPSILON)(x)
-    x = layers.ReLU(name=f"{name}_relu")(x)
-    return dropout_layer(x, dropout, f"{name}_drop")
-
-
-def dropout_layer(x, rate, name):
-    """Dropout, or nothing at rate 0 (``dropout_scale=0`` removes every dropout layer)."""
-    return layers.Dropout(rate, name=name)(x) if rate else x
+    return dropout_layer(backbones.vgg_conv_bn_relu(x, filters, name, sync_bn), dropout, f"{name}_drop")
 
 
 def bn_relu_dropout(x, name, sync_bn, rate=0.5):
     x = zl.batch_norm(f"{name}_bn", sync_bn, epsilon=BN_EPSILON)(x)
     x = layers.ReLU(name=f"{name}_relu")(x)
     return dropout_layer(x, rate, f"{name}_drop")
-
-
-def vgg_att_trunk(x, width, placement, sync_bn, dropout_scale=1.0):
-    """The VGG-att trunk: VGG-16 without its first two max-pools. Returns the local features at
-    conv7, conv10 and conv13 (before their max-pool, or after it with ``placement="after"``) and
-    the trunk output (after the last pool)."""
-    locals_, pools_seen, conv_index = [], 0, 0
-    for item in VGG16_CONFIG:
-        if item == "M":
-            pools_seen += 1
-            if pools_seen <= 2:
-                continue  # the first two max-pools are removed
-            pooled = layers.MaxPooling2D(2, name=f"pool{pools_seen}")(x)
-            locals_.append(x if placement == "before" else pooled)
-            x = pooled
-            continue
-        conv_index += 1
-        filters, dropout = item
-        x = conv_bn_relu(x, channels(filters, width), dropout * dropout_scale, f"conv{conv_index}", sync_bn)
-    return locals_, x
 
 
 def ltpa_vgg(
@@ -173,7 +143,9 @@ def ltpa_vgg(
     zl.check_option("projection", projection, ("global", "local"))
     inputs = keras.Input(tuple(input_shape), name="image")
     x = zl.preprocessing(mean, std)(inputs)
-    local_features, x = vgg_att_trunk(x, width, placement, sync_bn, dropout_scale)
+    trunk = backbones.get_trunk("cifar_vgg16", "ltpa_vgg").trunk(x, width=width, dropout_scale=dropout_scale,
+                                                                 removed_pools=(1, 2), sync_bn=sync_bn)
+    local_features, x = [trunk.endpoints[layer] for layer in LOCAL_LAYERS[placement]], trunk.output
     c512 = channels(512, width)
     # global branch: two extra conv+pool layers and a dense layer (no ReLU) -> g
     x = conv_bn_relu(x, c512, 0.4 * dropout_scale, "conv14", sync_bn)
@@ -217,14 +189,8 @@ def vgg_cifar(num_classes=10, input_shape=(32, 32, 3), width=1.0, dropout_scale=
     """
     inputs = keras.Input(tuple(input_shape), name="image")
     x = zl.preprocessing(mean, std)(inputs)
-    conv_index = pool_index = 0
-    for item in VGG16_CONFIG:
-        if item == "M":
-            pool_index += 1
-            x = layers.MaxPooling2D(2, name=f"pool{pool_index}")(x)
-            continue
-        conv_index += 1
-        x = conv_bn_relu(x, channels(item[0], width), item[1] * dropout_scale, f"conv{conv_index}", sync_bn)
+    x = backbones.get_trunk("cifar_vgg16", "vgg_cifar").trunk(x, width=width, dropout_scale=dropout_scale,
+                                                              sync_bn=sync_bn).output
     x = layers.GlobalAveragePooling2D(name="flatten")(x)  # 1x1 at 32x32 input
     x = dropout_layer(x, 0.5 * dropout_scale, "cls_input_drop")
     x = layers.Dense(channels(512, width), name="cls_fc")(x)
@@ -233,7 +199,8 @@ def vgg_cifar(num_classes=10, input_shape=(32, 32, 3), width=1.0, dropout_scale=
     return keras.Model(inputs, {"logits": zl.float32_output("logits")(logits)}, name=name or "vgg16_cifar")
 
 
-LTPA_FEATURES = ("preprocess", "conv")  # the VGG trunk: conv1..conv15 layers
+# the VGG trunk (conv1..conv13, its pools) and the global branch's conv14, conv15
+LTPA_FEATURES = ("preprocess", *backbones.cifar_vgg16_taps()[2])
 LOCAL_LAYERS = {"before": ("conv7_relu", "conv10_relu", "conv13_relu"), "after": ("pool3", "pool4", "pool5")}
 MAP_KIND = {"softmax": "softmax_space", "sigmoid": "sigmoid"}
 
@@ -255,8 +222,8 @@ def ltpa_feature_info(config):
 
 def vgg_feature_info(config):
     """Taps of :func:`vgg_cifar` (no attention maps)."""
-    return FeatureInfo(gradcam_layer="conv13_relu", inner_layer="conv10_relu", maps=(), heads=("fc",),
-                       feature_layers=LTPA_FEATURES)
+    last, inner, _ = backbones.cifar_vgg16_taps()
+    return FeatureInfo(gradcam_layer=last, inner_layer=inner, maps=(), heads=("fc",), feature_layers=LTPA_FEATURES)
 
 
 COMPACT = {"width": 0.25, "dropout_scale": 0.5}  # the CPU-sized variants (tags *_w025)

@@ -64,9 +64,9 @@ def plain_trunk(backbone="stride1_resnet18", num_classes=10, input_shape=(32, 32
     """A registered trunk backbone (e.g. ``stride1_resnet18``) + global average pooling + ``fc``;
     ``stage_strides`` None: the backbone's default for the input size. Outputs: ``logits``."""
     spec = backbones.get_trunk(backbone, "plain_trunk")
-    strides = backbones.stage_strides(spec, input_shape, stage_strides)
+    options = backbones.trunk_options(spec, input_shape, stage_strides)
     inputs = keras.Input(tuple(input_shape), name="image")
-    trunk = spec.trunk(zl.preprocessing(mean, std)(inputs), width=width, stage_strides=strides, sync_bn=sync_bn)
+    trunk = spec.trunk(zl.preprocessing(mean, std)(inputs), width=width, sync_bn=sync_bn, **options)
     logits = layers.Dense(num_classes, name="fc")(layers.GlobalAveragePooling2D(name="gap")(trunk.output))
     return keras.Model(inputs, {"logits": zl.float32_output("logits")(logits)}, name=name or f"plain_{backbone}")
 

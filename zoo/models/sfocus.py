@@ -30,6 +30,7 @@ from keras import layers, ops
 from zoo import registry, tasks
 from zoo.errors import InvalidInput
 from zoo.gradcam import gradcam_from
+from zoo.models import backbones
 from zoo.models import layers as zl
 from zoo.models.losses import logits_loss
 
@@ -115,21 +116,8 @@ SHARPEN_FOCUS = registry.register_objective(registry.Objective(
                 "Grad-CAM"))
 
 
-# CIFAR ResNets (3x3 stem at stride 1, no max-pool): block, blocks per stage, stage widths
-CIFAR_RESNETS = {18: ("basic", (2, 2, 2, 2), (64, 128, 256, 512)), 20: ("basic", (3, 3, 3), (16, 32, 64))}
-
-
-def stage_widths(depth, width=None):
-    """The stage widths of the CIFAR ResNet of ``depth``; ``width`` (the first stage's channels)
-    scales them all, e.g. ResNet-20 at width 8: (8, 16, 32)."""
-    if depth not in CIFAR_RESNETS:
-        raise InvalidInput(f"sfocus_resnet depth is one of {sorted(CIFAR_RESNETS)}, got {depth!r}")
-    widths = CIFAR_RESNETS[depth][2]
-    if width is None:
-        return widths
-    if int(width) != width or width < 1:
-        raise InvalidInput(f"width is the first stage's channels, a positive integer; got {width!r}")
-    return tuple(int(width) * w // widths[0] for w in widths)
+# The depths registered (CIFAR ResNets: the registered ``cifar_resnet`` backbone)
+CIFAR_DEPTHS = (18, 20)
 
 
 def sfocus_resnet(depth=18, num_classes=10, input_shape=(32, 32, 3), width=None, mean=zl.CIFAR_MEAN, std=zl.CIFAR_STD,
@@ -141,26 +129,22 @@ def sfocus_resnet(depth=18, num_classes=10, input_shape=(32, 32, 3), width=None,
 
     Outputs: ``logits`` (B, num_classes). Its attention is Grad-CAM: the last stage (4x4 for
     ResNet-18) and the stage before it (8x8) are the declared Grad-CAM and inner layers."""
-    widths = stage_widths(depth, width)
-    block, counts, _ = CIFAR_RESNETS[depth]
+    if depth not in CIFAR_DEPTHS:
+        raise InvalidInput(f"sfocus_resnet depth is one of {CIFAR_DEPTHS}, got {depth!r}")
+    bb = backbones.make_backbone("cifar_resnet", depth, input_shape, width, 1, None, sync_bn, mean=mean, std=std)
     inputs = keras.Input(tuple(input_shape), name="image")
-    x = zl.preprocessing(mean, std)(inputs)
-    x = zl.conv_bn(x, widths[0], 3, 1, name="stem", sync_bn=sync_bn)
-    for i, (count, width) in enumerate(zip(counts, widths)):
-        x = zl.resnet_stage(x, block, width, count, 1 if i == 0 else 2, f"stage{i + 1}", sync_bn)
+    x = bb.last_stage(bb.features(bb.preprocess(inputs)))
     logits = layers.Dense(num_classes, name="fc")(layers.GlobalAveragePooling2D(name="gap")(x))
     return keras.Model(inputs, {"logits": zl.float32_output("logits")(logits)}, name=name or f"sfocus_resnet{depth}")
 
 
 def feature_info(config):
-    _, counts, _ = CIFAR_RESNETS[config["depth"]]
-    stages = len(counts)
-    return registry.FeatureInfo(
-        gradcam_layer=f"stage{stages}_block{counts[-1]}_out", inner_layer=f"stage{stages - 1}_block{counts[-2]}_out",
-        maps=(), heads=("fc",), feature_layers=("preprocess", "stem_", *(f"stage{i}_" for i in range(1, stages))))
+    last, inner, feature_layers = backbones.cifar_resnet_taps(config["depth"])
+    return registry.FeatureInfo(gradcam_layer=last, inner_layer=inner, maps=(), heads=("fc",),
+                                feature_layers=feature_layers)
 
 
-for _depth in CIFAR_RESNETS:
+for _depth in CIFAR_DEPTHS:
     registry.register_model(
         f"sfocus_resnet{_depth}", "sfocus", sfocus_resnet, logits_loss, feature_info, objective="sharpen_focus",
         test_config={"width": 4},
