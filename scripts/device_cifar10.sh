@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One device-tool call that trains a batch of CIFAR-10 (JPEG copy) recipes side by side on a lent
+# One device-tool call that trains a batch of CIFAR-10 (JPEG copy) recipes side by side on a
 # GPU (JAX, zoo.training.fit engine; see scripts/device_train.sh for the one-time preparation), e.g.:
 #   device run (carry .whl .data): scripts/device_cifar10.sh ltpa|abn
 # Each job is a recipe script run with ZOO_TRAIN=scripts/device_train.sh; every job gets LIMIT

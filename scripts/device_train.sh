@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `zoo train` on a lent GPU machine (JAX, no TensorFlow), with the backend-agnostic engine (zoo.training.fit).
+# `zoo train` on a GPU machine (JAX, no TensorFlow), with the backend-agnostic engine (zoo.training.fit).
 #
 # Prepare here, once (the device has jax, h5py, ml-dtypes, pillow; not keras, namex, optree):
 #   mkdir -p .whl .data && cp ../shared/datasets/cifar10-jpeg.npz .data/

@@ -15,8 +15,9 @@
 #         stage 2 only; LBA's patch-loss weight ramps in over RAMP_EPOCHS, default EPOCHS/2, instead of
 #         the official 80 of 200 epochs)
 # CLUTTERED names the .npz (default .data/cluttered_mnist60.npz); RUN_DIR where the run goes;
-# EPOCHS the epoch count (the shipped weights: 3 for ABN, 8 for LTPA and LBA); PRECISION e.g. bfloat16
-# (default float32).
+# EPOCHS the epoch count (the shipped weights: 3 for ABN, 8 for LTPA and LBA); PRECISION (default auto:
+# bfloat16 on a GPU or a CPU with AVX512_BF16 / AMX, float32 elsewhere; the ABN and Sharpen Focus
+# weights were trained with float32, LTPA and LBA with bfloat16: see each card).
 set -euo pipefail
 ARCH=${1:?usage: scripts/train_cluttered_mnist.sh ARCH [zoo train args]}; shift
 DATA=${CLUTTERED:-.data/cluttered_mnist60.npz}
@@ -25,7 +26,7 @@ EXTRA=()
 [[ "$ARCH" == abn_resnet* || "$ARCH" == sfocus_resnet20 ]] && EXTRA=(--model-arg width=8)
 [[ "$ARCH" == ltpa_* ]] && EXTRA=(--model-arg width=0.125 --model-arg dropout_scale=0)
 [[ "$ARCH" == lba_* ]] && EXTRA=(--loss-schedule "patch_loss_weight={\"start\": 0, \"end\": 0.1, \"epochs\": ${RAMP_EPOCHS:-$((${EPOCHS:-3} / 2))}, \"shape\": \"sigmoid_rampup\", \"per\": \"epoch\"}")
-[[ -n "${PRECISION:-}" ]] && EXTRA+=(--mixed-precision "$PRECISION")
+EXTRA+=(--mixed-precision "${PRECISION:-auto}")
 exec ${ZOO_TRAIN:-zoo train} "$ARCH" --data "$DATA" --split train --test-split test --image-size 60 60 \
   "${EXTRA[@]}" --epochs ${EPOCHS:-3} --batch-size 128 --lr 0.05 --momentum 0.9 --weight-decay 5e-4 \
   --schedule cosine --crop-padding 4 --no-flip --seed 0 --no-progress \

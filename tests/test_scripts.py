@@ -69,6 +69,24 @@ def test_sfocus_maps_figure_gives_both_classes_maps_per_image():
     assert (which != labels).all() and ((overlap >= 0) & (overlap <= 1)).all()
 
 
+def test_lba_maps_figure_draws_patch_weights_beside_both_grad_cams(tmp_path):
+    import zoo
+    from tests.conftest import toy_images
+
+    script = load_script("lba_maps_figure")
+    lba = zoo.build("lba_resnet18", num_classes=3, width=0.0625)
+    plain = zoo.build("plain_stride1_resnet18", num_classes=3, width=0.0625)
+    images, labels = toy_images(2, size=32, num_classes=3)
+    rows, columns = script.figure_rows(lba, plain, images.astype("float32"), labels)
+    assert len(rows) == 2 and len(columns) == 3 and all(len(maps) == 3 for _, _, maps in rows)
+    weights = rows[0][2][0]
+    assert weights.shape == (32, 32) and weights.max() == 1 and (weights[29:, :] == 0).all()  # 3 rows under no window
+    assert list(script.chosen(3, 10)) == [0, 4, 9] and list(script.chosen(3, 10, first=8)) == [8, 9]
+    from zoo.explain.figures import save_grid_figure
+
+    assert save_grid_figure(tmp_path / "f.png", rows, columns) and (tmp_path / "f.png").stat().st_size > 0
+
+
 def test_lba_benchmark_imports_the_official_model_files_without_torchvision(tmp_path):
     import sys
 

@@ -61,6 +61,37 @@ def test_bfloat16_mixed_precision_keeps_float32_variables_and_outputs(toy_source
     assert keras.config.dtype_policy().name == "float32"  # global policy restored
 
 
+def test_auto_precision_is_bfloat16_only_where_the_hardware_has_it(tmp_path):
+    import warnings
+
+    from zoo.training.recipe import cpu_flags, resolve_precision
+
+    assert resolve_precision("auto", flags={"avx2", "avx512f"}, gpu=False) is None
+    assert resolve_precision("auto", flags={"avx512_bf16"}, gpu=False) == "bfloat16"
+    assert resolve_precision("auto", flags={"amx_bf16"}, gpu=False) == "bfloat16"
+    assert resolve_precision("auto", flags=set(), gpu=True) == "bfloat16"
+    assert resolve_precision("float32") is None and resolve_precision(None) is None
+    assert resolve_precision("float16", flags=set(), gpu=False) == "float16"
+    with pytest.warns(UserWarning, match="emulated"):
+        assert resolve_precision("bfloat16", flags={"avx2"}, gpu=False) == "bfloat16"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_precision("bfloat16", flags={"avx512_bf16"}, gpu=False) == "bfloat16"
+    with pytest.raises(ValueError, match="one of"):
+        resolve_precision("bf16")
+    (tmp_path / "cpuinfo").write_text("processor : 0\nflags : fpu avx2 amx_bf16\n")
+    assert cpu_flags(tmp_path / "cpuinfo") == {"fpu", "avx2", "amx_bf16"} and cpu_flags(tmp_path / "none") == set()
+
+
+def test_the_run_records_the_precision_auto_resolved_to(toy_source):
+    from zoo.training.recipe import resolve_precision
+
+    trainer = make_trainer(toy_source, mixed_precision="auto", max_steps=1)
+    expected = resolve_precision("auto")
+    assert trainer.config.mixed_precision == expected
+    assert trainer.model.get_layer("stem_conv").compute_dtype == (expected or "float32")
+
+
 def test_weight_decay_is_l2_added_to_gradients(toy_source):
     """With lr 0 nothing moves; with only decay (zero data gradient impossible) the update differs."""
     a = make_trainer(toy_source, max_steps=1, weight_decay=0.0, momentum=0.0)

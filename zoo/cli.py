@@ -55,7 +55,7 @@ def add_data_args(parser, required=True):
 
 
 def add_train_args(parser):
-    from zoo.training.recipe import TrainConfig
+    from zoo.training.recipe import PRECISIONS, TrainConfig
 
     d = TrainConfig()
     parser.add_argument("--val-split", default=None,
@@ -88,8 +88,9 @@ def add_train_args(parser):
     parser.add_argument("--warmup-epochs", type=NON_NEGATIVE, default=d.warmup_epochs,
                         help="linear warm-up (cosine schedule only)")
     parser.add_argument("--label-smoothing", type=BELOW_ONE, default=d.label_smoothing, help="label smoothing")
-    parser.add_argument("--mixed-precision", choices=["bfloat16", "float16"], default=None,
-                        help="compute precision (None: float32)")
+    parser.add_argument("--mixed-precision", choices=PRECISIONS, default="auto",
+                        help="compute precision; auto: bfloat16 on a GPU or a CPU with AVX512_BF16 / AMX, float32 "
+                             "elsewhere (the saved config records which)")
     parser.add_argument("--crop-padding", type=NON_NEGATIVE_INT, default=4,
                         help="random crop after padding by this many pixels (0: no cropping)")
     parser.add_argument("--no-flip", action="store_true",

@@ -127,6 +127,7 @@ def fit(model, train_data, config: TrainConfig, test_data=None, build_kwargs=Non
     """
     from zoo.hub import check_model_output, save_model
 
+    config = setup.resolved(config)
     setup.check_engine_options("fit", config)
     setup.check_config(config, resume)
     if output_dir:

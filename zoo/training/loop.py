@@ -74,7 +74,7 @@ class Trainer:
 
     def __init__(self, model, train_data, config: TrainConfig, test_data=None, strategy=None, build_kwargs=None,
                  val_data=None):
-        self.config = config
+        self.config = config = setup.resolved(config)
         self.val_data = val_data
         setup.check_keep_best(config, val_data)
         self.strategy = strategy or tf.distribute.get_strategy()

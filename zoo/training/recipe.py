@@ -30,7 +30,7 @@ class TrainConfig:
     loss_kwargs: dict = dataclasses.field(default_factory=dict)  # e.g. {"attention_loss_weight": 1}, {"sigma": 0.55}
     objective: Optional[str] = None  # a registered objective ("sharpen_focus"); None: the architecture's, "none"
     loss_schedules: dict = dataclasses.field(default_factory=dict)  # kwarg -> {"start", "end", "epochs"}
-    mixed_precision: Optional[str] = None  # None, "bfloat16" or "float16"
+    mixed_precision: Optional[str] = None  # None / "float32", "bfloat16", "float16", or "auto" (resolve_precision)
     seed: int = 0
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
     checkpoint_dir: Optional[str] = None
@@ -74,13 +74,74 @@ def learning_rate_schedule(config: TrainConfig, steps_per_epoch):
     raise ValueError(f"schedule must be 'cosine' or 'step', got {config.schedule!r}")
 
 
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # CPUs that compute in bfloat16 natively (x86 /proc/cpuinfo)
+
+
+def cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The CPU's feature flags (Linux; an empty set where they cannot be read)."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def has_gpu():
+    """Whether the current Keras backend sees a GPU."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend() == "gpu"
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    return False
+
+
+def resolve_precision(choice, flags=None, gpu=None):
+    """The compute precision a run uses: None (float32), ``"bfloat16"`` or ``"float16"``.
+
+    ``"auto"`` picks bfloat16 where it is fast, on a GPU or a CPU with AVX512_BF16 / AMX
+    (:data:`BFLOAT16_CPU_FLAGS`), and float32 elsewhere: without that hardware bfloat16 is
+    emulated and trains several times slower than float32. An explicit ``"bfloat16"`` on such a
+    CPU is kept, with a warning."""
+    if choice in (None, "float32"):
+        return None
+    if choice not in PRECISIONS:
+        raise ValueError(f"mixed_precision must be one of {PRECISIONS} (or None: float32), got {choice!r}")
+    if choice == "float16":
+        return choice
+    flags = cpu_flags() if flags is None else set(flags)
+    fast = bool(flags & set(BFLOAT16_CPU_FLAGS)) or (has_gpu() if gpu is None else gpu)
+    if choice == "auto":
+        return "bfloat16" if fast else None
+    if not fast:
+        import warnings
+
+        warnings.warn("bfloat16 on a CPU without AVX512_BF16 / AMX and no GPU is emulated and trains several times "
+                      "slower than float32: use --mixed-precision auto (float32 here)", stacklevel=2)
+    return choice
+
+
 @contextlib.contextmanager
 def dtype_policy(mixed_precision):
-    """Build layers under ``mixed_<precision>`` and restore the global policy afterwards."""
+    """Build layers under ``mixed_<precision>`` (a resolved precision: None, "float32",
+    "bfloat16", "float16") and restore the global policy afterwards."""
     previous = keras.config.dtype_policy()
-    if mixed_precision:
+    if mixed_precision and mixed_precision != "float32":
         if mixed_precision not in ("bfloat16", "float16"):
-            raise ValueError(f"mixed_precision must be 'bfloat16' or 'float16', got {mixed_precision!r}")
+            raise ValueError(f"mixed_precision must be 'bfloat16' or 'float16' here (resolve 'auto' first with "
+                             f"resolve_precision), got {mixed_precision!r}")
         keras.config.set_dtype_policy(f"mixed_{mixed_precision}")
     try:
         yield

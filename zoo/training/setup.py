@@ -13,7 +13,7 @@ import numpy as np
 
 from zoo import registry, tasks
 from zoo.errors import InvalidInput, ResumeMismatch
-from zoo.training.recipe import TrainConfig, learning_rate_schedule
+from zoo.training.recipe import TrainConfig, learning_rate_schedule, resolve_precision
 
 # TrainConfig fields each engine cannot honour, with what to do instead
 FIT_UNSUPPORTED = {
@@ -22,6 +22,14 @@ FIT_UNSUPPORTED = {
 
 
 FEW_STEPS = 10  # fewer optimizer steps per epoch than this is warned about
+
+
+def resolved(config: TrainConfig) -> TrainConfig:
+    """`config` with its precision resolved for this machine (``"auto"`` -> bfloat16 or float32,
+    :func:`zoo.training.recipe.resolve_precision`): what the run uses and its saved config records."""
+    import dataclasses
+
+    return dataclasses.replace(config, mixed_precision=resolve_precision(config.mixed_precision))
 
 
 def steps_per_epoch(num_examples, batch_size):
