@@ -57,6 +57,26 @@ def test_tflite_parity_with_builtin_ops_only(trained_like, tmp_path, quantize):
     assert not any(name.startswith("Flex") or name == "CUSTOM" for name in ops), ops
 
 
+def test_only_the_named_outputs_are_exported_and_the_rest_pruned(trained_like, tmp_path):
+    from zoo.errors import InvalidInput
+
+    model, images, expected = trained_like
+    full = export.export(model, tmp_path / "full.tflite", "tflite")
+    path = export.export(model, tmp_path / "m.tflite", "tflite", outputs=("logits", "attention"))
+    out = export.tflite_runner(path)(image=images)
+    assert set(out) == {"logits", "attention"}
+    for key in out:
+        scale = max(1.0, np.abs(expected[key]).max())
+        np.testing.assert_allclose(out[key], expected[key], atol=TOLERANCE[None] * scale)
+    from ai_edge_litert.interpreter import Interpreter
+
+    count = {p: len(Interpreter(model_path=str(p))._get_ops_details()) for p in (full, path)}
+    assert count[path] < count[full]  # the attention-branch logits (1x1 conv + mean) are gone
+    with pytest.raises(InvalidInput, match="Did you mean: attention"):
+        export.export(model, tmp_path / "bad.tflite", "tflite", outputs=("atention",))
+    assert not (tmp_path / "bad.tflite").exists()
+
+
 def test_dynamic_range_quantization_keeps_predictions(trained_like, tmp_path):
     model, images, expected = trained_like
     out = export.tflite_runner(export.export(model, tmp_path / "d.tflite", "tflite", "dynamic"))(image=images)

@@ -318,7 +318,8 @@ def cmd_export(args):
     target = args.output or default
     check_export_target(target, args.format, args.quantize, args.force)  # before loading or converting
     model = zoo.load(args.model)
-    path = export(model, target, args.format, args.quantize, force=args.force)
+    outputs = [name.strip() for name in args.outputs.split(",")] if args.outputs else None
+    path = export(model, target, args.format, args.quantize, force=args.force, outputs=outputs)
     print(f"exported {args.model} to {path}")
 
 
@@ -492,6 +493,9 @@ def build_parser():
     p.add_argument("--format", choices=["saved_model", "tflite"], default="saved_model", help="export format")
     p.add_argument("--quantize", choices=["float16", "dynamic"], default=None,
                    help="TFLite weight quantisation (None: float32)")
+    p.add_argument("--outputs", default=None,
+                   help="comma-separated outputs to keep, e.g. logits,attention (default: all; the others are "
+                        "pruned from the exported graph)")
     p.add_argument("--output", default=None, help="None: <model name>[.tflite] in the current folder")
     p.add_argument("--force", action="store_true", help="replace an existing --output")
     p.set_defaults(func=cmd_export)

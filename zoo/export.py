@@ -7,7 +7,8 @@ The exported graph
   through ``keras.export.ExportArchive`` (plain ``model.export`` would serve augmentation
   layers in training mode, keras#19108);
 - returns ``logits``, ``probabilities`` (the model's task: softmax, or one sigmoid per
-  attribute) and every attention output of the model;
+  attribute) and every attention output of the model, or only the outputs named in `outputs`
+  (``--outputs logits,attention``: what an app does not read is pruned from the graph);
 - converts to TFLite with built-in ops only (the conversion fails loudly if a Flex op would be
   needed), optionally with float16 or dynamic-range quantisation;
 - carries the class (or attribute) names: ``labels.txt`` (one name per line, in output order)
@@ -38,14 +39,35 @@ FORMATS = ("saved_model", "tflite")
 QUANTIZATIONS = (None, "float16", "dynamic")
 
 
-def serving_function(model):
-    """uint8 images -> dict of float32 outputs, model in inference mode."""
+def output_names(model):
+    """The names an export can return: the model's outputs and ``probabilities``."""
+    return [*model.output_names, "probabilities"] if hasattr(model, "output_names") else ["logits", "probabilities"]
+
+
+def check_outputs(model, outputs):
+    """`outputs` (names, or None for all) checked against the model's (:func:`output_names`)."""
+    if outputs is None:
+        return None
+    outputs = [outputs] if isinstance(outputs, str) else list(outputs)
+    known = output_names(model)
+    if not outputs:
+        raise InvalidInput(f"outputs is empty: name at least one of {', '.join(known)}")
+    for name in outputs:
+        if name not in known:
+            from zoo.registry import unknown_name_error
+
+            raise unknown_name_error(name, known, "export output")
+    return tuple(dict.fromkeys(outputs))
+
+
+def serving_function(model, outputs=None):
+    """uint8 images -> dict of float32 outputs (all, or the names in `outputs`), inference mode."""
+    wanted = check_outputs(model, outputs)
 
     def serve(image):
-        outputs = model(tf.cast(image, tf.float32), training=False)
-        result = {k: tf.cast(v, tf.float32) for k, v in outputs.items()}
+        result = {k: tf.cast(v, tf.float32) for k, v in model(tf.cast(image, tf.float32), training=False).items()}
         result["probabilities"] = tasks.task_of(model).probabilities(result["logits"])
-        return result
+        return result if wanted is None else {k: result[k] for k in wanted}
 
     return serve
 
@@ -55,10 +77,10 @@ def input_signature(model):
     return [tf.TensorSpec((None, height, width, channels), tf.uint8, name="image")]
 
 
-def write_saved_model(model, directory):
+def write_saved_model(model, directory, outputs=None):
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("serve", serving_function(model), input_signature=input_signature(model))
+    archive.add_endpoint("serve", serving_function(model, outputs), input_signature=input_signature(model))
     archive.write_out(str(directory), verbose=False)
 
 
@@ -120,16 +142,18 @@ def check_export_target(path, format="saved_model", quantize=None, force=False):
     return files.check_output(path, force, "file")
 
 
-def export(model, path, format="saved_model", quantize=None, force=False):
-    """Export `model` to `path` (a directory for SavedModel, a ``.tflite`` file for TFLite).
+def export(model, path, format="saved_model", quantize=None, force=False, outputs=None):
+    """Export `model` to `path` (a directory for SavedModel, a ``.tflite`` file for TFLite), with
+    every output or only those named in `outputs` (e.g. ``("logits", "attention")``).
 
     An existing export is replaced only with `force`; anything else at `path` is never replaced
     (:func:`check_export_target`).
     """
     path = check_export_target(path, format, quantize, force)
+    check_outputs(model, outputs)
     scratch = files.scratch_dir(path)
     try:
-        write_saved_model(model, scratch / "saved_model")
+        write_saved_model(model, scratch / "saved_model", outputs)
         packed = associated_files(model)
         if format == "saved_model":
             extra = scratch / "saved_model" / "assets.extra"
