@@ -99,3 +99,26 @@ def test_lba_benchmark_imports_the_official_model_files_without_torchvision(tmp_
     assert "torchvision" not in sys.modules or sys.modules["torchvision"].__spec__ is not None  # no stub left
     with pytest.raises(SystemExit, match="checkout of the official"):
         bench.official_module(tmp_path, "model/capsule_resnet.py")
+
+
+def test_abn_side_by_side_interleaves_variants_and_reports_ratios(tmp_path):
+    import pytest
+
+    bench = load_script("bench_abn_official")
+    both = bench.variants(["zoo", "official", "latency"], official="repo")
+    assert [(v["side"], v["mode"], v["precision"]) for v in both[:4]] == [
+        ("official", "train", "fp32"), ("zoo", "train", "fp32"), ("official", "train", "bfloat16"),
+        ("zoo", "train", "bfloat16")]
+    assert not any(v["side"] == "official" for v in bench.variants(["zoo", "official", "latency"], official=None))
+    rows = [{"side": "official", "model": "abn_resnet20", "mode": "train", "precision": "fp32", "values": [100.0],
+             "median": 100.0},
+            {"side": "zoo", "model": "abn_resnet20", "mode": "train", "precision": "fp32", "values": [150.0],
+             "median": 150.0},
+            {"side": "official", "model": "abn_resnet20", "mode": "latency", "precision": "fp32", "values": [10.0],
+             "median": 10.0},
+            {"side": "zoo", "model": "abn_resnet20", "mode": "latency", "precision": "tflite fp32", "values": [0.5],
+             "median": 0.5}]
+    lines = bench.table(rows).splitlines()
+    assert lines[3].endswith("| 1.50x |") and lines[5].endswith("| 20.00x |")  # latency: official / zoo
+    with pytest.raises(SystemExit, match="checkout of the official ABN"):
+        bench.official_network(tmp_path)

@@ -1,0 +1,265 @@
+#!/usr/bin/env python
+"""ABN, the zoo against the official PyTorch code, side by side (issue 19): training and inference
+images/s of ABN ResNet-20 at the same batch and threads, fp32 and bfloat16, batch-1 latency, and
+the zoo's LTPA and attribute models (no-regression rows), each variant in its own process, in
+interleaved rounds; the table gives the median of the rounds.
+
+    python scripts/bench_abn_official.py [--official ABN_REPO] [--rounds 3] [--batch-size 128] [--threads 2]
+        [--steps 10] [--warmup 3] [--only zoo official latency extra] [--json F]
+
+``ABN_REPO`` is a local checkout of machine-perception-robotics-group/attention_branch_network
+(its ``models/cifar/resnet.py`` is imported as it is); without it, or without PyTorch, the official
+rows are skipped with a message (nothing is downloaded).
+
+- train: forward, the two-term loss ``CE(attention logits) + CE(perception logits)``, backward,
+  SGD (momentum 0.9, weight decay 5e-4) on synthetic CIFAR-sized data; the zoo's step is its
+  training core's (:class:`zoo.training.loop.Trainer`, TensorFlow). bfloat16: ``torch.autocast``
+  on the official side (its code has none), the zoo's ``mixed_bfloat16``.
+- infer: the model in inference mode on one batch (``torch.no_grad`` / a ``tf.function``).
+- latency: one image, the official model in eager PyTorch against the zoo's TFLite export (fp32
+  and dynamic-range int8 weights) on ``--threads`` XNNPACK threads, milliseconds.
+- extra: the zoo's ``ltpa_vgg_att3_w025`` and ``abn_multitask_faceresnet20`` train and infer
+  steps (no official counterpart; for the no-regression check between versions).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import numpy as np  # noqa: E402
+from bench_fit import per_second  # noqa: E402  (images/s of a step after warm-up)
+
+OFFICIAL_FILE = "models/cifar/resnet.py"
+EXTRA_MODELS = {"ltpa_vgg_att3_w025": (32, 10, "multiclass"), "abn_multitask_faceresnet20": (64, 40, "multilabel")}
+
+
+def variants(groups, official):
+    """The measured variants: dicts of side, model, mode, precision, in table order."""
+    rows = []
+    for mode in ("train", "infer"):
+        for precision in ("fp32", "bfloat16"):
+            if "official" in groups and official:
+                rows.append({"side": "official", "model": "abn_resnet20", "mode": mode, "precision": precision})
+            if "zoo" in groups:
+                rows.append({"side": "zoo", "model": "abn_resnet20", "mode": mode, "precision": precision})
+    if "latency" in groups:
+        if official:
+            rows.append({"side": "official", "model": "abn_resnet20", "mode": "latency", "precision": "fp32"})
+        rows += [{"side": "zoo", "model": "abn_resnet20", "mode": "latency", "precision": p}
+                 for p in ("tflite fp32", "tflite int8 weights")]
+    if "extra" in groups:
+        rows += [{"side": "zoo", "model": m, "mode": mode, "precision": p} for m in EXTRA_MODELS
+                 for mode in ("train", "infer") for p in ("fp32", "bfloat16")]
+    return rows
+
+
+def fake_batch(batch, size=32, num_classes=10, multilabel=False, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (batch, size, size, 3)).astype("uint8")
+    labels = rng.integers(0, 2, (batch, num_classes)) if multilabel else rng.integers(0, num_classes, batch)
+    return images, labels
+
+
+# -- the zoo (TensorFlow) --------------------------------------------------------------------------
+
+def zoo_rate(model, mode, precision, batch, warmup, steps, threads):
+    import tensorflow as tf
+
+    import zoo
+    from zoo.data import ArraySource
+    from zoo.training.loop import TrainConfig, Trainer, dtype_policy
+
+    size, num_classes, task = EXTRA_MODELS.get(model, (32, 10, "multiclass"))
+    mixed = None if precision == "fp32" else "bfloat16"
+    if mode == "latency":
+        return zoo_latency(model, precision, warmup, steps, threads)
+    images, labels = fake_batch(batch * (warmup + steps + 1), size, num_classes, task == "multilabel")
+    if mode == "train":
+        config = TrainConfig(epochs=1000, batch_size=batch, progress=False, mixed_precision=mixed)
+        trainer = Trainer(model, ArraySource(images, labels, task=task), config)
+        iterator = trainer._distributed_epoch(0, 0)
+        return per_second(lambda: trainer._train_step(iterator), warmup, steps, batch)
+    with dtype_policy(mixed):
+        net = zoo.build(model, num_classes=num_classes)
+    infer = tf.function(lambda x: net(x, training=False))
+    x = tf.constant(images[:batch].astype("float32"))
+    return per_second(lambda: infer(x)["logits"].numpy(), warmup, steps, batch)
+
+
+def zoo_latency(model, precision, warmup, steps, threads):
+    """Milliseconds per image of the TFLite export at batch 1."""
+    import tempfile
+
+    import zoo
+    from zoo import export
+
+    quantize = "dynamic" if "int8" in precision else None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export.export(zoo.build(model), Path(tmp) / "m.tflite", "tflite", quantize)
+        runner = export.tflite_runner(path, num_threads=threads)
+        image = fake_batch(1)[0]
+        return 1000.0 / per_second(lambda: runner(image=image), warmup, steps, 1)
+
+
+# -- the official code (PyTorch) -------------------------------------------------------------------
+
+def official_network(repo):
+    import importlib.util
+
+    path = Path(repo) / OFFICIAL_FILE
+    if not path.is_file():
+        raise SystemExit(f"{path} not found: --official takes a checkout of the official ABN repository")
+    spec = importlib.util.spec_from_file_location("official_abn_cifar_resnet", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.resnet(depth=20, num_classes=10)
+
+
+def official_rate(repo, mode, precision, batch, warmup, steps, threads):
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(threads)
+    net = official_network(repo)
+    images, labels = fake_batch(batch if mode != "latency" else 1)
+    mean = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
+    std = torch.tensor([0.2023, 0.1994, 0.2010]).view(1, 3, 1, 1)
+    x = (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0 - mean) / std
+    y = torch.from_numpy(labels).long()
+    autocast = {"device_type": "cpu", "dtype": torch.bfloat16, "enabled": precision == "bfloat16"}
+    if mode == "train":
+        net.train()
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(**autocast):
+                attention_logits, logits, _ = net(x)
+                loss = F.cross_entropy(attention_logits.float(), y) + F.cross_entropy(logits.float(), y)
+            loss.backward()
+            optimizer.step()
+        return per_second(step, warmup, steps, batch)
+    net.eval()
+
+    def infer():
+        with torch.no_grad(), torch.autocast(**autocast):
+            net(x)[1].float().numpy()
+    if mode == "latency":
+        return 1000.0 / per_second(infer, warmup, steps, 1)
+    return per_second(infer, warmup, steps, batch)
+
+
+# -- the driver ------------------------------------------------------------------------------------
+
+def measure(variant, args):
+    """One variant in this process: images/s (latency: ms per image)."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    timing = (args.batch_size, args.warmup, args.steps, args.threads)
+    if variant["side"] == "official":
+        return official_rate(args.official, variant["mode"], variant["precision"], *timing)
+    return zoo_rate(variant["model"], variant["mode"], variant["precision"], *timing)
+
+
+def run_in_process(variant, args):
+    """`variant` measured in a fresh Python process (no state shared between variants)."""
+    command = [sys.executable, __file__, "--variant", json.dumps(variant), "--batch-size", str(args.batch_size),
+               "--threads", str(args.threads), "--steps", str(args.steps), "--warmup", str(args.warmup)]
+    if args.official:
+        command += ["--official", str(args.official)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise SystemExit(f"{variant} failed:\n{done.stderr[-2000:]}")
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def machine():
+    """What the numbers depend on: CPU model and flags, core count, library versions."""
+    import platform
+
+    from zoo.training.recipe import cpu_flags
+
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    flags = sorted(f for f in cpu_flags() if f.startswith(("avx512", "amx")) or f in ("avx2", "fma"))
+    versions = {}
+    for name in ("tensorflow", "keras", "torch"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    return {"cpu": model, "cores": os.cpu_count(), "flags": flags, "versions": versions}
+
+
+def table(results):
+    """Markdown rows: the median of the rounds, and the zoo's ratio to the official code (latency:
+    official / zoo, so that > 1 is faster for every row)."""
+    official = {(r["mode"], r["precision"]): r["median"] for r in results if r["side"] == "official"}
+    lines = ["| side | model | mode | precision | median | rounds | vs official |",
+             "| --- | --- | --- | --- | ---: | --- | ---: |"]
+    for r in results:
+        unit = "ms" if r["mode"] == "latency" else "img/s"
+        base = official.get((r["mode"], "fp32" if r["mode"] == "latency" else r["precision"]))
+        ratio = "-"
+        if r["side"] == "zoo" and base and r["model"] == "abn_resnet20":
+            ratio = f"{(base / r['median']) if r['mode'] == 'latency' else (r['median'] / base):.2f}x"
+        rounds = ", ".join(f"{v:.1f}" for v in r["values"])
+        lines.append(f"| {r['side']} | {r['model']} | {r['mode']} | {r['precision']} | {r['median']:.2f} {unit} | "
+                     f"{rounds} | {ratio} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--official", default=None, help="a checkout of the official ABN repository")
+    parser.add_argument("--only", nargs="+", choices=["zoo", "official", "latency", "extra"],
+                        default=["zoo", "official", "latency", "extra"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--variant", default=None, help=argparse.SUPPRESS)  # one measurement (internal)
+    args = parser.parse_args()
+    if args.variant:
+        print(measure(json.loads(args.variant), args))
+        return
+    import importlib.util
+
+    official = args.official
+    if official and importlib.util.find_spec("torch") is None:
+        print("PyTorch is not installed: the official rows are skipped", file=sys.stderr)
+        official = None
+    elif not official:
+        print("no --official checkout given: the official rows are skipped", file=sys.stderr)
+    todo = variants(args.only, official)
+    values = {i: [] for i in range(len(todo))}
+    start = time.perf_counter()
+    for round_index in range(args.rounds):  # interleaved: every variant once per round
+        for i, variant in enumerate(todo):
+            values[i].append(run_in_process(variant, args))
+            print(f"round {round_index + 1}/{args.rounds} {variant}: {values[i][-1]:.2f}", file=sys.stderr, flush=True)
+    results = [{**v, "values": values[i], "median": statistics.median(values[i])} for i, v in enumerate(todo)]
+    print(table(results))
+    report = {"machine": machine(), "batch_size": args.batch_size, "threads": args.threads, "steps": args.steps,
+              "warmup": args.warmup, "rounds": args.rounds, "seconds": time.perf_counter() - start, "rows": results}
+    print(json.dumps(report["machine"]))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
