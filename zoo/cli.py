@@ -494,8 +494,8 @@ def build_parser():
     p.add_argument("--quantize", choices=["float16", "dynamic"], default=None,
                    help="TFLite weight quantisation (None: float32)")
     p.add_argument("--outputs", default=None,
-                   help="comma-separated outputs to keep, e.g. logits,attention (default: all; the others are "
-                        "pruned from the exported graph)")
+                   help="comma-separated outputs to keep, e.g. logits,attention (all when not given; the others "
+                        "are pruned from the exported graph)")
     p.add_argument("--output", default=None, help="None: <model name>[.tflite] in the current folder")
     p.add_argument("--force", action="store_true", help="replace an existing --output")
     p.set_defaults(func=cmd_export)

@@ -147,8 +147,9 @@ class TrainingCore:
         loss = self.spec.loss(labels, outputs, self.task, **self.loss_arguments(step))
         if self.objective_spec is None or not training:
             return {"loss": loss}
-        parts = self.objective_spec.terms(labels, outputs, self.task, **self.objective_kwargs)
-        return {"loss": loss + sum(parts.values()), **parts}
+        parts = {name: ops.cast(term, "float32") for name, term in
+                 self.objective_spec.terms(labels, outputs, self.task, **self.objective_kwargs).items()}
+        return {"loss": ops.cast(loss, "float32") + sum(parts.values()), **parts}
 
     def decay_penalty(self):
         """``wd/2 * sum ||w||^2`` over the trainable weights (0 without decay)."""
@@ -303,9 +304,11 @@ def check_finite_loss(loss, step, config, checkpoint_note=""):
 
 def check_finite_weights(variables, step, config):
     """Refuse to checkpoint weights that are no longer finite (the update after the last finite
-    loss can be the one that overflowed), so the last checkpoint is always a good one."""
+    loss can be the one that overflowed), so the last checkpoint is always a good one. Pass every
+    model variable: BN's moving statistics can overflow while the trainable weights are finite."""
     for variable in variables:
-        if not np.isfinite(ops.convert_to_numpy(variable)).all():
+        value = ops.convert_to_numpy(variable)
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
             raise TrainingDiverged(
                 f"the weights became non-finite ({variable.path}) by step {step}; no checkpoint was written from "
                 f"them and nothing was saved as trained. Lower the learning rate (--lr {config.lr:g} now)")

@@ -218,7 +218,7 @@ class FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
             self._save_model()
 
     def _save_model(self):
-        check_finite_weights(self.model.trainable_variables, "this one", self.config)
+        check_finite_weights(self.model.variables, "this one", self.config)
         super()._save_model()
 
 

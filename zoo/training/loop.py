@@ -139,7 +139,7 @@ class Trainer:
     def save_checkpoint(self):
         if self.manager is not None:
             step = int(self.optimizer.iterations.numpy())
-            check_finite_weights(self.model.trainable_variables, step, self.config)
+            check_finite_weights(self.model.variables, step, self.config)
             self.manager.save(checkpoint_number=int(self.optimizer.iterations.numpy()))
 
     # -- steps ---------------------------------------------------------------------------------

@@ -90,24 +90,6 @@ def cpu_flags(cpuinfo="/proc/cpuinfo"):
     return set()
 
 
-def has_gpu():
-    """Whether the current Keras backend sees a GPU."""
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return bool(tf.config.list_physical_devices("GPU"))
-    if backend == "jax":
-        import jax
-
-        return jax.default_backend() == "gpu"
-    if backend == "torch":
-        import torch
-
-        return torch.cuda.is_available()
-    return False
-
-
 def resolve_precision(choice, flags=None, gpu=None):
     """The compute precision a run uses: None (float32), ``"bfloat16"`` or ``"float16"``.
 
@@ -122,7 +104,11 @@ def resolve_precision(choice, flags=None, gpu=None):
     if choice == "float16":
         return choice
     flags = cpu_flags() if flags is None else set(flags)
-    fast = bool(flags & set(BFLOAT16_CPU_FLAGS)) or (has_gpu() if gpu is None else gpu)
+    if gpu is None:
+        from zoo.kernels import has_gpu
+
+        gpu = has_gpu()
+    fast = bool(flags & set(BFLOAT16_CPU_FLAGS)) or gpu
     if choice == "auto":
         return "bfloat16" if fast else None
     if not fast:
