@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import numpy as np  # noqa: E402
 from bench_fit import per_second  # noqa: E402  (images/s of a step after warm-up)
+from bench_torch import torch_batch, torch_rate  # noqa: E402  (the official side's step)
 
 OFFICIAL_FILE = "models/cifar/resnet.py"
 EXTRA_MODELS = {"ltpa_vgg_att3_w025": (32, 10, "multiclass"), "abn_multitask_faceresnet20": (64, 40, "multilabel")}
@@ -125,38 +126,23 @@ def official_network(repo):
     return module.resnet(depth=20, num_classes=10)
 
 
-def official_rate(repo, mode, precision, batch, warmup, steps, threads):
-    import torch
+def abn_loss(outputs, y):
+    """``CE(attention logits) + CE(perception logits)``, the official two-term loss."""
     import torch.nn.functional as F
 
+    attention_logits, logits, _ = outputs
+    return F.cross_entropy(attention_logits.float(), y) + F.cross_entropy(logits.float(), y)
+
+
+def official_rate(repo, mode, precision, batch, warmup, steps, threads):
+    import torch
+
     torch.set_num_threads(threads)
-    net = official_network(repo)
-    images, labels = fake_batch(batch if mode != "latency" else 1)
-    mean = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
-    std = torch.tensor([0.2023, 0.1994, 0.2010]).view(1, 3, 1, 1)
-    x = (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0 - mean) / std
-    y = torch.from_numpy(labels).long()
-    autocast = {"device_type": "cpu", "dtype": torch.bfloat16, "enabled": precision == "bfloat16"}
-    if mode == "train":
-        net.train()
-        optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-
-        def step():
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(**autocast):
-                attention_logits, logits, _ = net(x)
-                loss = F.cross_entropy(attention_logits.float(), y) + F.cross_entropy(logits.float(), y)
-            loss.backward()
-            optimizer.step()
-        return per_second(step, warmup, steps, batch)
-    net.eval()
-
-    def infer():
-        with torch.no_grad(), torch.autocast(**autocast):
-            net(x)[1].float().numpy()
-    if mode == "latency":
-        return 1000.0 / per_second(infer, warmup, steps, 1)
-    return per_second(infer, warmup, steps, batch)
+    x, y = torch_batch(*fake_batch(1 if mode == "latency" else batch), (0.4914, 0.4822, 0.4465),
+                       (0.2023, 0.1994, 0.2010))
+    rate = torch_rate(official_network(repo), x, y, abn_loss, lambda outputs: outputs[1], mode, precision, warmup,
+                      steps)
+    return 1000.0 / rate if mode == "latency" else rate
 
 
 # -- the driver ------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_fit import per_second  # noqa: E402  (images/s of a step after warm-up)
+from bench_torch import torch_batch, torch_rate  # noqa: E402  (the official side's step)
 
 ARCHS = {"conv": ("lba_resnet18", "model/conv_resnet.py"),
          "capsule": ("lba_capsule_resnet18", "model/capsule_resnet.py")}
@@ -92,36 +93,19 @@ def official_module(repo, relative):
     return module
 
 
-def official_rate(repo, head, mode, precision, batch, warmup, steps):
-    import torch
+def lba_loss(outputs, y):
+    """``CE(logits) + 0.1 * sum_p alpha_p CE(f_p) / B`` (alpha not detached), as the zoo's step."""
     import torch.nn.functional as F
 
+    logits, patch_logits, alpha = outputs
+    patch = F.cross_entropy(patch_logits.float(), y.repeat_interleave(alpha.shape[1]), reduction="none")
+    return F.cross_entropy(logits.float(), y) + 0.1 * (alpha.float().reshape(-1) * patch).sum() / len(y)
+
+
+def official_rate(repo, head, mode, precision, batch, warmup, steps):
     net = official_module(repo, ARCHS[head][1]).ResNet18(num_class=10)
-    images, labels = fake_batch(batch)
-    mean = torch.tensor([0.491, 0.482, 0.447]).view(1, 3, 1, 1)
-    std = torch.tensor([0.247, 0.243, 0.262]).view(1, 3, 1, 1)
-    x = (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0 - mean) / std
-    y = torch.from_numpy(labels).long()
-    autocast = {"device_type": "cpu", "dtype": torch.bfloat16, "enabled": precision == "bfloat16"}
-    if mode == "train":
-        net.train()
-        optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-
-        def step():
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(**autocast):
-                logits, patch_logits, alpha = net(x)
-                patch = F.cross_entropy(patch_logits.float(), y.repeat_interleave(alpha.shape[1]), reduction="none")
-                loss = F.cross_entropy(logits.float(), y) + 0.1 * (alpha.float().reshape(-1) * patch).sum() / len(y)
-            loss.backward()
-            optimizer.step()
-        return per_second(step, warmup, steps, batch)
-    net.eval()
-
-    def infer():
-        with torch.no_grad(), torch.autocast(**autocast):
-            net(x)[0].float().numpy()
-    return per_second(infer, warmup, steps, batch)
+    x, y = torch_batch(*fake_batch(batch), (0.491, 0.482, 0.447), (0.247, 0.243, 0.262))
+    return torch_rate(net, x, y, lba_loss, lambda outputs: outputs[0], mode, precision, warmup, steps)
 
 
 def main():

@@ -1,0 +1,40 @@
+"""The PyTorch side of the side-by-side benchmarks (scripts/bench_*_official.py): an official
+model's training step (its loss, SGD with momentum 0.9 and weight decay 5e-4) and inference, in
+fp32 or under ``torch.autocast`` bfloat16, timed like the zoo's (images/s after warm-up)."""
+
+from bench_fit import per_second
+
+
+def torch_batch(images, labels, mean, std):
+    """uint8 NHWC images and labels -> normalised NCHW float tensors and int64 labels."""
+    import torch
+
+    mean = torch.tensor(mean).view(1, 3, 1, 1)
+    std = torch.tensor(std).view(1, 3, 1, 1)
+    return (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0 - mean) / std, torch.from_numpy(labels).long()
+
+
+def torch_rate(net, x, y, loss_fn, infer_fn, mode, precision, warmup, steps):
+    """Images/s of ``loss_fn(net(x), y)`` + backward + SGD (mode "train"), or of
+    ``infer_fn(net(x))`` under no_grad (any other mode)."""
+    import torch
+
+    autocast = {"device_type": "cpu", "dtype": torch.bfloat16, "enabled": precision == "bfloat16"}
+    batch = len(y)
+    if mode == "train":
+        net.train()
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(**autocast):
+                loss = loss_fn(net(x), y)
+            loss.backward()
+            optimizer.step()
+        return per_second(step, warmup, steps, batch)
+    net.eval()
+
+    def infer():
+        with torch.no_grad(), torch.autocast(**autocast):
+            infer_fn(net(x)).float().numpy()
+    return per_second(infer, warmup, steps, batch)
