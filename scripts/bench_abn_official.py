@@ -16,8 +16,9 @@ rows are skipped with a message (nothing is downloaded).
   training core's (:class:`zoo.training.loop.Trainer`, TensorFlow). bfloat16: ``torch.autocast``
   on the official side (its code has none), the zoo's ``mixed_bfloat16``.
 - infer: the model in inference mode on one batch (``torch.no_grad`` / a ``tf.function``).
-- latency: one image, the official model in eager PyTorch against the zoo's TFLite export (fp32
-  and dynamic-range int8 weights) on ``--threads`` XNNPACK threads, milliseconds.
+- latency: one image, the official model in eager PyTorch against the zoo's TFLite export (fp32,
+  dynamic-range int8 weights, and full int8 calibrated on random images: its speed, not its
+  accuracy) on ``--threads`` XNNPACK threads, milliseconds.
 - extra: the zoo's ``ltpa_vgg_att3_w025`` and ``abn_multitask_faceresnet20`` train and infer
   steps (no official counterpart; for the no-regression check between versions).
 """
@@ -38,7 +39,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import numpy as np  # noqa: E402
 from bench_fit import per_second  # noqa: E402  (images/s of a step after warm-up)
-from bench_torch import torch_batch, torch_rate  # noqa: E402  (the official side's step)
+from bench_torch import machine, torch_batch, torch_rate  # noqa: E402  (the official side's step)
 
 OFFICIAL_FILE = "models/cifar/resnet.py"
 EXTRA_MODELS = {"ltpa_vgg_att3_w025": (32, 10, "multiclass"), "abn_multitask_faceresnet20": (64, 40, "multilabel")}
@@ -57,7 +58,7 @@ def variants(groups, official):
         if official:
             rows.append({"side": "official", "model": "abn_resnet20", "mode": "latency", "precision": "fp32"})
         rows += [{"side": "zoo", "model": "abn_resnet20", "mode": "latency", "precision": p}
-                 for p in ("tflite fp32", "tflite int8 weights")]
+                 for p in ("tflite fp32", "tflite int8 weights", "tflite int8")]
     if "extra" in groups:
         rows += [{"side": "zoo", "model": m, "mode": mode, "precision": p} for m in EXTRA_MODELS
                  for mode in ("train", "infer") for p in ("fp32", "bfloat16")]
@@ -104,9 +105,10 @@ def zoo_latency(model, precision, warmup, steps, threads):
     import zoo
     from zoo import export
 
-    quantize = "dynamic" if "int8" in precision else None
+    quantize = {"tflite fp32": None, "tflite int8 weights": "dynamic", "tflite int8": "int8"}[precision]
+    calibration = fake_batch(64, seed=1)[0] if quantize == "int8" else None  # ranges only matter for accuracy
     with tempfile.TemporaryDirectory() as tmp:
-        path = export.export(zoo.build(model), Path(tmp) / "m.tflite", "tflite", quantize)
+        path = export.export(zoo.build(model), Path(tmp) / "m.tflite", "tflite", quantize, calibration=calibration)
         runner = export.tflite_runner(path, num_threads=threads)
         image = fake_batch(1)[0]
         return 1000.0 / per_second(lambda: runner(image=image), warmup, steps, 1)
@@ -169,24 +171,6 @@ def run_in_process(variant, args):
     if done.returncode:
         raise SystemExit(f"{variant} failed:\n{done.stderr[-2000:]}")
     return float(done.stdout.strip().splitlines()[-1])
-
-
-def machine():
-    """What the numbers depend on: CPU model and flags, core count, library versions."""
-    import platform
-
-    from zoo.training.recipe import cpu_flags
-
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    flags = sorted(f for f in cpu_flags() if f.startswith(("avx512", "amx")) or f in ("avx2", "fma"))
-    versions = {}
-    for name in ("tensorflow", "keras", "torch"):
-        try:
-            versions[name] = __import__(name).__version__
-        except ImportError:
-            pass
-    return {"cpu": model, "cores": os.cpu_count(), "flags": flags, "versions": versions}
 
 
 def table(results):

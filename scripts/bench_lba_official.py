@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_fit import per_second  # noqa: E402  (images/s of a step after warm-up)
-from bench_torch import torch_batch, torch_rate  # noqa: E402  (the official side's step)
+from bench_torch import machine, torch_batch, torch_rate  # noqa: E402  (the official side's step)
 
 ARCHS = {"conv": ("lba_resnet18", "model/conv_resnet.py"),
          "capsule": ("lba_capsule_resnet18", "model/capsule_resnet.py")}
@@ -146,8 +146,10 @@ def main():
                 ratio = f"{ours / theirs:.2f}" if theirs else "-"
                 print(f"| {head} | {mode} | {precision} | {theirs or float('nan'):.2f} | {ours:.2f} | {ratio} |",
                       flush=True)
+    report = {"machine": machine(), "steps": args.steps, "warmup": args.warmup, "rows": rows}
+    print(json.dumps(report["machine"]))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        Path(args.json).write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,10 @@
 """The PyTorch side of the side-by-side benchmarks (scripts/bench_*_official.py): an official
 model's training step (its loss, SGD with momentum 0.9 and weight decay 5e-4) and inference, in
-fp32 or under ``torch.autocast`` bfloat16, timed like the zoo's (images/s after warm-up)."""
+fp32 or under ``torch.autocast`` bfloat16, timed like the zoo's (images/s after warm-up); and the
+machine both sides ran on, for the JSON report."""
+
+import os
+from pathlib import Path
 
 from bench_fit import per_second
 
@@ -38,3 +42,21 @@ def torch_rate(net, x, y, loss_fn, infer_fn, mode, precision, warmup, steps):
         with torch.no_grad(), torch.autocast(**autocast):
             infer_fn(net(x)).float().numpy()
     return per_second(infer, warmup, steps, batch)
+
+
+def machine():
+    """What the numbers depend on: CPU model and flags, core count, library versions."""
+    import platform
+
+    from zoo.training.recipe import cpu_flags
+
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    flags = sorted(f for f in cpu_flags() if f.startswith(("avx512", "amx")) or f in ("avx2", "fma"))
+    versions = {}
+    for name in ("tensorflow", "keras", "torch"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    return {"cpu": model, "cores": os.cpu_count(), "flags": flags, "versions": versions}

@@ -64,6 +64,25 @@ def preprocessing_text(build, mean, std):
                    "in [0, 1] units)")
 
 
+DATA_LICENSES = {  # the images a card's weights derive from: its --dataset label names them
+    "CelebA": "CelebA non-commercial research use only (these weights derive from CelebA images; see the CelebA "
+              "licence); code Apache-2.0",
+    "MNIST": "Apache-2.0 (weights); MNIST by LeCun, Cortes and Burges",
+    "CIFAR-10": "Apache-2.0 (weights); CIFAR-10 images by Krizhevsky et al.",
+}
+
+
+def license_text(dataset, given=None):
+    """The card's licence: `given`, else the one of the dataset its label names (cluttered MNIST is
+    MNIST: a fixed CIFAR-10 default once put CIFAR-10 on MNIST cards)."""
+    if given:
+        return given
+    named = [text for key, text in DATA_LICENSES.items() if key.lower() in dataset.lower()]
+    if len(named) != 1:
+        raise SystemExit(f"cannot tell the data licence from --dataset {dataset!r}: pass --license")
+    return named[0]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir")
@@ -73,7 +92,7 @@ def main():
     parser.add_argument("--dataset", required=True, help="dataset label for the card")
     parser.add_argument("--command", required=True, help="the exact training command")
     parser.add_argument("--machine", required=True)
-    parser.add_argument("--license", default="Apache-2.0 (weights); CIFAR-10 images by Krizhevsky et al.")
+    parser.add_argument("--license", default=None, help="default: from the dataset --dataset names")
     parser.add_argument("--notes", default="")
     parser.add_argument("--preprocessing", default=None, help="the card's preprocessing text (default: from the build)")
     parser.add_argument("--wall-time", default=None, help="text for the card when the saved history is partial")
@@ -81,6 +100,7 @@ def main():
     parser.add_argument("--default", action="store_true", help="the default tag of its architecture")
     parser.add_argument("--force", action="store_true", help="replace a published file of the same name")
     args = parser.parse_args()
+    licence = license_text(args.dataset, args.license)  # before the slow evaluation
 
     stages = training_stages(args.model_dir)
     config = stages[-1]
@@ -101,7 +121,7 @@ def main():
         "dataset": args.dataset,
         "preprocessing": args.preprocessing or preprocessing_text(build, mean, std),
         "class_names": config.get("class_names"),
-        "license": args.license,
+        "license": licence,
         "command": args.command,
         "objective": config.get("objective"),  # the training objective on top of the family loss, None: none
         "epochs": round(sum(stage["step"] / stage["steps_per_epoch"] for stage in stages), 2),

@@ -132,3 +132,43 @@ def test_every_family_exports_through_the_cli(arch, tmp_path):
     for key, value in expected.items():
         scale = max(1.0, np.abs(value).max())
         np.testing.assert_allclose(served[key], value, atol=1e-4 * scale, err_msg=f"{arch} saved_model {key}")
+
+
+def test_int8_calibrated_on_images_keeps_predictions_and_quantises_activations(trained_like, tmp_path):
+    from zoo.errors import InvalidInput
+
+    model, images, expected = trained_like
+    with pytest.raises(InvalidInput, match="calibration"):
+        export.export(model, tmp_path / "q.tflite", "tflite", "int8")
+    with pytest.raises(InvalidInput, match="by quantize='int8' only"):
+        export.export(model, tmp_path / "q.tflite", "tflite", "dynamic", calibration=images)
+    with pytest.raises(InvalidInput, match="at least 10"):
+        export.export(model, tmp_path / "q.tflite", "tflite", "int8", calibration=images)
+    calibration = np.random.default_rng(5).integers(0, 256, (32, 16, 16, 3)).astype("uint8")
+    path = export.export(model, tmp_path / "q.tflite", "tflite", "int8", calibration=calibration)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.tflite"]
+    out = export.tflite_runner(path)(image=images)
+    assert out["logits"].dtype == np.float32 and out["logits"].shape == expected["logits"].shape
+    assert np.corrcoef(out["logits"].ravel(), expected["logits"].ravel())[0, 1] > 0.9
+    from ai_edge_litert.interpreter import Interpreter
+
+    details = Interpreter(model_path=str(path))._get_ops_details()
+    convs = [op for op in details if op["op_name"] == "CONV_2D"]
+    tensors = {t["index"]: t for t in Interpreter(model_path=str(path)).get_tensor_details()}
+    assert convs and all(tensors[op["inputs"][0]]["dtype"] == np.int8 for op in convs)  # activations int8 too
+
+
+def test_int8_export_through_the_cli_reads_calibration_data(trained_like, tmp_path, capsys):
+    import zoo
+    from tests.conftest import write_toy_npz
+    from zoo.cli import main
+
+    model = trained_like[0]
+    zoo.save_model(model, tmp_path / "model", class_names=["a", "b", "c"])
+    assert main(["export", str(tmp_path / "model"), "--format", "tflite", "--quantize", "int8",
+                 "--output", str(tmp_path / "m.tflite")]) == 2
+    assert "--calibration-data" in capsys.readouterr().err and not (tmp_path / "m.tflite").exists()
+    data = write_toy_npz(tmp_path / "toy.npz", size=16)
+    assert main(["export", str(tmp_path / "model"), "--format", "tflite", "--quantize", "int8", "--calibration-data",
+                 str(data), "--calibration-count", "12", "--output", str(tmp_path / "m.tflite")]) == 0
+    assert export.tflite_runner(tmp_path / "m.tflite")(image=trained_like[1])["logits"].shape == (4, 3)

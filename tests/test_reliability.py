@@ -7,6 +7,7 @@ runtime, the exit code of argparse).
 
 import json
 import os
+import platform
 import socket
 import subprocess
 import sys
@@ -363,6 +364,19 @@ def test_no_tensorflow_start_up_lines_unless_verbose():
     for line in control.stderr.splitlines():  # what TensorFlow prints on this machine, --verbose shows
         if "oneDNN" in line or "absl" in line:
             assert line.split("]")[-1].strip()[:40] in loud.stderr
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="TensorFlow's oneDNN switch is x86's")
+def test_onednn_kernels_on_unless_the_user_turned_them_off():
+    """Before: on x86 CPUs without AVX512 TensorFlow ran Eigen kernels, 1.6x slower to train (README)."""
+    probe = ("import os, zoo; print(os.environ['TF_ENABLE_ONEDNN_OPTS'], "
+             "'oneDNN custom operations are on' in zoo.startup.held_back())")
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_ENABLE_ONEDNN_OPTS", "ATTENTION_ZOO_TF_LOGS")}
+    for setting, expected in ((None, "1 True"), ("0", "0 False"), ("1", "1 True")):
+        run_env = dict(env, **({} if setting is None else {"TF_ENABLE_ONEDNN_OPTS": setting}))
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=run_env,
+                              cwd=REPO, timeout=120)
+        assert done.stdout.split() == expected.split(), (setting, done.stdout, done.stderr[-2000:])
 
 
 def test_a_late_failure_keeps_the_benchmark_rows_already_measured(workspace, tmp_path, capsys, monkeypatch):

@@ -122,3 +122,42 @@ def test_abn_side_by_side_interleaves_variants_and_reports_ratios(tmp_path):
     assert lines[3].endswith("| 1.50x |") and lines[5].endswith("| 20.00x |")  # latency: official / zoo
     with pytest.raises(SystemExit, match="checkout of the official ABN"):
         bench.official_network(tmp_path)
+
+
+def test_tflite_quantisation_table_matches_keras_in_fp32(tmp_path):
+    import zoo
+    from tests.conftest import TINY, write_toy_npz
+
+    bench = load_script("eval_tflite")
+    model = zoo.build("abn_resnet20", num_classes=2, input_shape=(16, 16, 3), **TINY)
+    zoo.save_model(model, tmp_path / "model", class_names=["red", "blue"])
+    data = write_toy_npz(tmp_path / "toy.npz", size=16)
+    rows = bench.main([str(tmp_path / "model"), "--data", str(data), "--quantize", "none", "int8",
+                       "--calibration-count", "16", "--limit", "20", "--json", str(tmp_path / "q.json")])
+    assert [row["variant"] for row in rows] == ["keras fp32", "tflite none", "tflite int8"]
+    assert rows[1]["top1"] == rows[0]["top1"]  # same logits to float rounding, so the same argmax
+    assert rows[2]["bytes"] < rows[1]["bytes"] and rows[2]["latency_ms"] > 0
+    assert json.loads((tmp_path / "q.json").read_text())["rows"][2]["variant"] == "tflite int8"
+
+
+def test_step_profile_attributes_the_time_to_op_types_and_parts():
+    profile = load_script("profile_step")
+    assert profile.layer_of("StatefulPartitionedCall/gradient_tape/abn_resnet20/att_stage3_block2_1_conv_1/Conv2D"
+                            ) == "att_stage3_block2_1_conv_1"
+    assert profile.part_of("StatefulPartitionedCall/abn_resnet20/stage2_block1_2_conv_1/Conv2D") == "stage2"
+    result = profile.main(["--batch-size", "4", "--warmup", "1", "--steps", "1"])
+    assert abs(sum(share for _, share in result["by_type"]) - 1.0) < 1e-6
+    assert "Conv2D" in result["by_type"][0][0]  # convolutions (or their gradients) dominate a ResNet step
+    assert any(part.startswith("att_stage3") for part, _ in result["by_part"][:5])
+
+
+def test_card_licence_follows_the_dataset_named():
+    import pytest
+
+    publish = load_script("publish_weights")
+    assert "MNIST by LeCun" in publish.license_text("Cluttered translated MNIST 60x60 (...)")
+    assert "CIFAR-10 images" in publish.license_text("CIFAR-10 (JPEG q75 copy)")
+    assert publish.license_text("CelebA 64x64 subset").startswith("CelebA non-commercial")
+    assert publish.license_text("my photos", "CC-BY 4.0") == "CC-BY 4.0"
+    with pytest.raises(SystemExit, match="--license"):
+        publish.license_text("my photos")

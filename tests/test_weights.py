@@ -153,6 +153,8 @@ def test_the_real_manifest_cards_are_complete_and_hashes_match():
                 "machine", "accuracy", "evaluation_command"}
     for name, entry in manifest.items():
         assert required <= set(entry["card"]), name
+        data = entry["card"]["dataset"].split("(")[0]  # the dataset's name, not what its images came from
+        assert any(key in data for key in ("MNIST", "CIFAR-10", "CelebA") if key in entry["card"]["license"]), name
         path = Path(zoo.__file__).parent.parent / "weights" / entry["file"]
         assert path.stat().st_size == entry["size"]
         assert weights.sha256_of(path) == entry["sha256"], name

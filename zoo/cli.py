@@ -312,14 +312,24 @@ def cmd_evaluate(args):
 
 def cmd_export(args):
     import zoo
-    from zoo.export import check_export_target, export
+    from zoo.errors import InvalidInput
+    from zoo.export import calibration_images, check_export_target, export
 
     default = f"{args.model.rstrip('/').split('/')[-1]}" + (".tflite" if args.format == "tflite" else "")
     target = args.output or default
     check_export_target(target, args.format, args.quantize, args.force)  # before loading or converting
+    if args.quantize == "int8" and not args.calibration_data:
+        raise InvalidInput("--quantize int8 calibrates on images like those the model will serve: add "
+                           "--calibration-data DATA (a folder, .npz or tfds:NAME), or use --quantize dynamic")
+    if args.calibration_data and args.quantize != "int8":
+        raise InvalidInput("--calibration-data is used by --quantize int8 only")
     model = zoo.load(args.model)
     outputs = [name.strip() for name in args.outputs.split(",")] if args.outputs else None
-    path = export(model, target, args.format, args.quantize, force=args.force, outputs=outputs)
+    calibration = None
+    if args.quantize == "int8":
+        calibration = calibration_images(model, args.calibration_data, args.calibration_split, args.calibration_count)
+    path = export(model, target, args.format, args.quantize, force=args.force, outputs=outputs,
+                  calibration=calibration)
     print(f"exported {args.model} to {path}")
 
 
@@ -491,8 +501,14 @@ def build_parser():
     p = add_command(sub, "export", "export to SavedModel or TFLite (uint8 input, logits + attention)")
     p.add_argument("model", help="pretrained name or saved model folder")
     p.add_argument("--format", choices=["saved_model", "tflite"], default="saved_model", help="export format")
-    p.add_argument("--quantize", choices=["float16", "dynamic"], default=None,
-                   help="TFLite weight quantisation (None: float32)")
+    p.add_argument("--quantize", choices=["float16", "dynamic", "int8"], default=None,
+                   help="TFLite quantisation (None: float32): float16 or int8 (dynamic) weights, or int8 weights "
+                        "and activations (int8: needs --calibration-data)")
+    p.add_argument("--calibration-data", default=None, metavar="DATA",
+                   help="images to calibrate --quantize int8 on (a folder, .npz or tfds:NAME)")
+    p.add_argument("--calibration-split", default="train", help="the split of --calibration-data to read")
+    p.add_argument("--calibration-count", type=number(int, 10), default=200,
+                   help="how many --calibration-data images to calibrate on")
     p.add_argument("--outputs", default=None,
                    help="comma-separated outputs to keep, e.g. logits,attention (all when not given; the others "
                         "are pruned from the exported graph)")

@@ -10,7 +10,9 @@ The exported graph
   attribute) and every attention output of the model, or only the outputs named in `outputs`
   (``--outputs logits,attention``: what an app does not read is pruned from the graph);
 - converts to TFLite with built-in ops only (the conversion fails loudly if a Flex op would be
-  needed), optionally with float16 or dynamic-range quantisation;
+  needed), optionally with float16, dynamic-range (int8 weights) or full int8 quantisation
+  (``int8``: weights and activations, calibrated on the user's images, :func:`calibration_images`;
+  input uint8 and outputs float32 as in the other exports, ops without an int8 kernel stay float);
 - carries the class (or attribute) names: ``labels.txt`` (one name per line, in output order)
   and ``zoo_config.json``, as associated files packed into the ``.tflite`` file (a zip archive
   appended to the flatbuffer, as TFLite Support's metadata writer packs them: read them with
@@ -27,16 +29,19 @@ import zipfile
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from zoo import files, tasks
+from zoo.data.images import check_images
 from zoo.errors import InvalidInput
 
 LABELS_FILE = "labels.txt"
 CONFIG_FILE = "zoo_config.json"
 
 FORMATS = ("saved_model", "tflite")
-QUANTIZATIONS = (None, "float16", "dynamic")
+QUANTIZATIONS = (None, "float16", "dynamic", "int8")
+CALIBRATION_COUNT = 200  # images the int8 converter calibrates activation ranges on
 
 
 def output_names(model):
@@ -84,16 +89,36 @@ def write_saved_model(model, directory, outputs=None):
     archive.write_out(str(directory), verbose=False)
 
 
-def tflite_bytes(saved_model_dir, quantize=None):
-    if quantize not in QUANTIZATIONS:
-        raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
+def tflite_bytes(saved_model_dir, quantize=None, calibration=None):
+    """The TFLite flatbuffer of an exported SavedModel; `calibration` (uint8 images) for ``int8``."""
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=["serve"])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantize:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if quantize == "float16":
             converter.target_spec.supported_types = [tf.float16]
+        if quantize == "int8":
+            converter.representative_dataset = lambda: ([image[None]] for image in calibration)
     return converter.convert()
+
+
+def calibration_images(model, data, split="train", count=CALIBRATION_COUNT):
+    """Up to `count` uint8 images of `data` (anything :func:`zoo.data.open_source` takes, or an
+    array of images) to calibrate an ``int8`` export on: images like those it will serve."""
+    if isinstance(data, np.ndarray):
+        images = data
+    else:
+        from zoo import data as zdata
+
+        size = tuple(model.input.shape[1:3])
+        source = zdata.open_source(data, split, **({} if None in size else {"image_size": size}))
+        batches = zdata.make_dataset(source, min(count, 256), training=False)
+        images = np.concatenate([np.asarray(batch[0]) for batch in batches.take(-(-count // 256))])
+    images = check_images(model, images)[:count]
+    if len(images) < 10:
+        raise InvalidInput(f"int8 calibration needs at least 10 images, got {len(images)}: pass more "
+                           "(--calibration-data with the images the model will see)")
+    return np.clip(np.round(images), 0, 255).astype(np.uint8)
 
 
 def associated_files(model):
@@ -132,6 +157,9 @@ def check_export_target(path, format="saved_model", quantize=None, force=False):
     onto a folder that holds anything but a SavedModel, an existing export without `force`."""
     if format not in FORMATS:
         raise InvalidInput(f"format must be one of {FORMATS}, got {format!r}")
+    if quantize not in QUANTIZATIONS:
+        known = ", ".join(map(str, QUANTIZATIONS[1:]))
+        raise InvalidInput(f"quantize must be one of {known} (or None for float32), got {quantize!r}")
     if quantize and format != "tflite":
         raise InvalidInput("quantize applies to --format tflite only")
     path = Path(path)
@@ -142,15 +170,23 @@ def check_export_target(path, format="saved_model", quantize=None, force=False):
     return files.check_output(path, force, "file")
 
 
-def export(model, path, format="saved_model", quantize=None, force=False, outputs=None):
+def export(model, path, format="saved_model", quantize=None, force=False, outputs=None, calibration=None):
     """Export `model` to `path` (a directory for SavedModel, a ``.tflite`` file for TFLite), with
     every output or only those named in `outputs` (e.g. ``("logits", "attention")``).
+    ``quantize="int8"`` needs `calibration`: images or data for :func:`calibration_images`.
 
     An existing export is replaced only with `force`; anything else at `path` is never replaced
     (:func:`check_export_target`).
     """
     path = check_export_target(path, format, quantize, force)
     check_outputs(model, outputs)
+    if quantize == "int8":
+        if calibration is None:
+            raise InvalidInput("int8 quantisation calibrates on images like those the model will serve: pass "
+                               "calibration= (--calibration-data DATA), or use quantize='dynamic' (int8 weights only)")
+        calibration = calibration_images(model, calibration)
+    elif calibration is not None:
+        raise InvalidInput("calibration images are used by quantize='int8' only (--quantize int8)")
     scratch = files.scratch_dir(path)
     try:
         write_saved_model(model, scratch / "saved_model", outputs)
@@ -162,7 +198,7 @@ def export(model, path, format="saved_model", quantize=None, force=False, output
                 (extra / name).write_bytes(data)
             files.replace(scratch / "saved_model", path)
         else:
-            flatbuffer = tflite_bytes(scratch / "saved_model", quantize)
+            flatbuffer = tflite_bytes(scratch / "saved_model", quantize, calibration)
             (scratch / "model.tflite").write_bytes(with_packed_files(flatbuffer, packed))
             files.replace(scratch / "model.tflite", path)
     finally:

@@ -7,6 +7,9 @@ zoo imports TensorFlow once, first thing (``zoo/__init__.py``), with file descri
 a scratch file, and keeps what was written there: ``zoo --verbose`` prints it
 (:func:`held_back`), and it is printed at once if the import fails. Set
 ``ATTENTION_ZOO_TF_LOGS=1`` to let the lines through as they are.
+
+It also turns TensorFlow's oneDNN kernels on where TensorFlow leaves them off (x86 CPUs without
+AVX512 / AMX: :func:`enable_onednn`), because they train the zoo's models faster there.
 """
 
 import os
@@ -21,9 +24,22 @@ def held_back():
     return _held_back
 
 
+def enable_onednn():
+    """Ask TensorFlow for its oneDNN CPU kernels unless the user chose (``TF_ENABLE_ONEDNN_OPTS``).
+
+    TensorFlow turns oneDNN on by itself only on x86 CPUs with AVX512-VNNI / AVX512-BF16 / AMX; on
+    the others (AVX2 only) it runs Eigen kernels. Measured on a 2-core AVX2-only AMD EPYC (Zen 3),
+    ABN ResNet-20 at batch 128: training 77.7 -> 125.7 images/s (1.62x), inference 456 -> 525.
+    The variable is read when TensorFlow loads, so this only acts before the first import of
+    TensorFlow; ``TF_ENABLE_ONEDNN_OPTS=0`` keeps the Eigen kernels (bit-for-bit older results).
+    """
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+
 def import_tensorflow_quietly():
     """Import Keras and (where installed) TensorFlow with their native stderr lines held back."""
     global _held_back
+    enable_onednn()
     if "tensorflow" in sys.modules or os.environ.get("ATTENTION_ZOO_TF_LOGS", "") not in ("", "0"):
         return
     try:

@@ -1,0 +1,130 @@
+#!/usr/bin/env python
+"""Where a zoo model's train step (or inference) spends its time: TensorFlow's profiler over a few
+steps, self-time summed by op type, by part of the network and by layer (issue 19).
+
+    python scripts/profile_step.py [--model abn_resnet20] [--mode train|infer]
+        [--precision fp32|bfloat16] [--batch-size 128] [--steps 5] [--warmup 3] [--top 15] [--json F]
+
+The step is the training core's (:class:`zoo.training.loop.Trainer`) on synthetic data, or the model
+in inference mode in a ``tf.function``. The tables give the share of the profiled CPU self-time
+(TensorFlow's ``framework_op_stats``, the TensorBoard profile plugin's op table); "layer" is the
+first name scope below the model (gradient ops are counted with the layer they differentiate).
+"""
+
+import argparse
+import collections
+import glob
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+
+def step_function(model, mode, precision, batch):
+    """A no-argument function running one step of `model`, warmed up by the caller."""
+    import tensorflow as tf
+
+    import zoo
+    from zoo.data import ArraySource
+    from zoo.training.loop import TrainConfig, Trainer, dtype_policy
+
+    rng = np.random.default_rng(0)
+    mixed = None if precision == "fp32" else "bfloat16"
+    if mode == "train":
+        images = rng.integers(0, 256, (batch * 64, 32, 32, 3)).astype("uint8")
+        config = TrainConfig(epochs=1000, batch_size=batch, progress=False, mixed_precision=mixed)
+        trainer = Trainer(model, ArraySource(images, rng.integers(0, 10, len(images))), config)
+        iterator = trainer._distributed_epoch(0, 0)
+        return lambda: trainer._train_step(iterator).numpy()
+    with dtype_policy(mixed):
+        net = zoo.build(model)
+    infer = tf.function(lambda x: net(x, training=False))
+    x = tf.constant(rng.integers(0, 256, (batch, *net.input.shape[1:])).astype("float32"))
+    return lambda: infer(x)["logits"].numpy()
+
+
+def op_table(xplane):
+    """Rows of TensorFlow's framework op statistics: (op type, op name, self-time in us)."""
+    from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as plugin
+
+    data, ok = plugin.xspace_to_tools_data([xplane], "framework_op_stats", {})
+    if not ok:
+        raise SystemExit(f"the profiler could not read {xplane}")
+    table = json.loads(data)[0]
+    columns = [c["id"] for c in table["cols"]]
+    rows = [dict(zip(columns, (cell["v"] if cell else None for cell in row["c"]))) for row in table["rows"]]
+    return [(r["type"], r["operation"], float(r["total_self_time"])) for r in rows
+            if "IDLE" not in (r["type"], r["host_or_device"])]
+
+
+def layer_of(name):
+    """The layer an op name belongs to: the first scope below the step / model scopes."""
+    parts = [p for p in name.split("/") if p and p not in ("gradient_tape", "StatefulPartitionedCall")]
+    for skip in ("while", "body", "cond"):
+        parts = [p for p in parts if not p.startswith(skip)]
+    return parts[1] if len(parts) > 2 else parts[0] if parts else name
+
+
+def part_of(name):
+    """The layer's part of the network: its name up to ``_block`` (``att_stage3``, ``stage2``, ``sgd``)."""
+    layer = layer_of(name)
+    return layer.split("_block")[0] if "_block" in layer else layer
+
+
+def shares(rows, key):
+    total = sum(t for *_, t in rows) or 1.0
+    summed = collections.Counter()
+    for op_type, name, time in rows:
+        summed[key(op_type, name)] += time
+    return [(k, v / total) for k, v in summed.most_common()]
+
+
+def profile(model, mode, precision, batch, warmup, steps):
+    import tensorflow as tf
+
+    step = step_function(model, mode, precision, batch)
+    for _ in range(warmup):
+        step()
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        for _ in range(steps):
+            step()
+        tf.profiler.experimental.stop()
+        xplane = glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)[0]
+        rows = op_table(xplane)
+    return {"by_type": shares(rows, lambda t, n: t), "by_layer": shares(rows, lambda t, n: layer_of(n)),
+            "by_part": shares(rows, lambda t, n: part_of(n)),
+            "self_time_ms_per_step": sum(t for *_, t in rows) / 1000.0 / steps}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="abn_resnet20")
+    parser.add_argument("--mode", choices=["train", "infer"], default="train")
+    parser.add_argument("--precision", choices=["fp32", "bfloat16"], default="fp32")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    result = profile(args.model, args.mode, args.precision, args.batch_size, args.warmup, args.steps)
+    print(f"{args.model} {args.mode} {args.precision}, batch {args.batch_size}: "
+          f"{result['self_time_ms_per_step']:.1f} ms of op self-time per step")
+    for title in ("by_type", "by_part", "by_layer"):
+        print(f"\n| {title.replace('_', ' ')} | share |\n| --- | ---: |")
+        for name, share in result[title][:args.top]:
+            print(f"| {name} | {100 * share:.1f}% |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({**vars(args), **result}, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()
