@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import numpy as np  # noqa: E402
-from bench_fit import per_second  # noqa: E402  (images/s of a step after warm-up)
+from bench_fit import per_second, zoo_step  # noqa: E402  (images/s of a step after warm-up; the zoo's step)
 from bench_torch import machine, torch_batch, torch_rate  # noqa: E402  (the official side's step)
 
 OFFICIAL_FILE = "models/cifar/resnet.py"
@@ -75,27 +75,12 @@ def fake_batch(batch, size=32, num_classes=10, multilabel=False, seed=0):
 # -- the zoo (TensorFlow) --------------------------------------------------------------------------
 
 def zoo_rate(model, mode, precision, batch, warmup, steps, threads):
-    import tensorflow as tf
-
-    import zoo
-    from zoo.data import ArraySource
-    from zoo.training.loop import TrainConfig, Trainer, dtype_policy
-
     size, num_classes, task = EXTRA_MODELS.get(model, (32, 10, "multiclass"))
-    mixed = None if precision == "fp32" else "bfloat16"
     if mode == "latency":
         return zoo_latency(model, precision, warmup, steps, threads)
     images, labels = fake_batch(batch * (warmup + steps + 1), size, num_classes, task == "multilabel")
-    if mode == "train":
-        config = TrainConfig(epochs=1000, batch_size=batch, progress=False, mixed_precision=mixed)
-        trainer = Trainer(model, ArraySource(images, labels, task=task), config)
-        iterator = trainer._distributed_epoch(0, 0)
-        return per_second(lambda: trainer._train_step(iterator), warmup, steps, batch)
-    with dtype_policy(mixed):
-        net = zoo.build(model, num_classes=num_classes)
-    infer = tf.function(lambda x: net(x, training=False))
-    x = tf.constant(images[:batch].astype("float32"))
-    return per_second(lambda: infer(x)["logits"].numpy(), warmup, steps, batch)
+    step = zoo_step(model, mode, precision, images, labels, batch, task, num_classes)
+    return per_second(step, warmup, steps, batch)
 
 
 def zoo_latency(model, precision, warmup, steps, threads):

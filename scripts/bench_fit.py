@@ -36,6 +36,30 @@ def per_second(step, warmup, steps, batch):
     return steps * batch / (time.perf_counter() - start)
 
 
+def zoo_step(arch, mode, precision, images, labels, batch, task="multiclass", num_classes=10, loss_kwargs=None):
+    """One step of `arch` as a no-argument function (TensorFlow): the training core's step
+    (:class:`zoo.training.loop.Trainer`, batches of `images` / `labels`) or, for ``mode="infer"``,
+    the model in inference mode on the first `batch` images in a ``tf.function``; `precision` is
+    ``fp32`` or ``bfloat16``. Shared by the side-by-side benchmarks and the step profiler."""
+    import tensorflow as tf
+
+    import zoo
+    from zoo.training.loop import Trainer
+
+    mixed = None if precision == "fp32" else "bfloat16"
+    if mode == "train":
+        config = TrainConfig(epochs=1000, batch_size=batch, progress=False, mixed_precision=mixed,
+                             loss_kwargs=dict(loss_kwargs or {}))
+        trainer = Trainer(arch, ArraySource(images, labels, task=task), config)
+        iterator = trainer._distributed_epoch(0, 0)
+        return lambda: trainer._train_step(iterator)
+    with dtype_policy(mixed):
+        model = zoo.build(arch, num_classes=num_classes)
+    infer = tf.function(lambda x: model(x, training=False))
+    x = tf.constant(images[:batch].astype("float32"))
+    return lambda: infer(x)["logits"].numpy()
+
+
 def train_step_throughput(spec, images, labels, batch, warmup, steps, precision):
     arch, _, width = spec.partition(":")
     kwargs = {"num_classes": 10, **({"width": float(width)} if width else {})}

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_fit import per_second  # noqa: E402  (images/s of a step after warm-up)
+from bench_fit import per_second, zoo_step  # noqa: E402  (images/s of a step after warm-up; the zoo's step)
 from bench_torch import machine, torch_batch, torch_rate  # noqa: E402  (the official side's step)
 
 ARCHS = {"conv": ("lba_resnet18", "model/conv_resnet.py"),
@@ -46,25 +46,9 @@ def fake_batch(batch, num_classes=10, seed=0):
 # -- the zoo (TensorFlow) --------------------------------------------------------------------------
 
 def zoo_rate(arch, mode, precision, batch, warmup, steps):
-    import tensorflow as tf
-
-    import zoo
-    from zoo.data import ArraySource
-    from zoo.training.loop import TrainConfig, Trainer, dtype_policy
-
-    mixed = None if precision == "fp32" else "bfloat16"
     images, labels = fake_batch(batch * (warmup + steps + 1))
-    if mode == "train":
-        config = TrainConfig(epochs=1000, batch_size=batch, progress=False, mixed_precision=mixed,
-                             loss_kwargs={"patch_loss_weight": 0.1})
-        trainer = Trainer(arch, ArraySource(images, labels), config)
-        iterator = trainer._distributed_epoch(0, 0)
-        return per_second(lambda: trainer._train_step(iterator), warmup, steps, batch)
-    with dtype_policy(mixed):
-        model = zoo.build(arch)
-    infer = tf.function(lambda x: model(x, training=False))
-    x = tf.constant(images[:batch].astype("float32"))
-    return per_second(lambda: infer(x)["logits"].numpy(), warmup, steps, batch)
+    step = zoo_step(arch, mode, precision, images, labels, batch, loss_kwargs={"patch_loss_weight": 0.1})
+    return per_second(step, warmup, steps, batch)
 
 
 # -- the official code (PyTorch) -------------------------------------------------------------------

@@ -23,11 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 
-def test_batches(model, data, split="test", batch_size=500, limit=None):
-    """(uint8 images, integer labels) batches of `data`'s `split`, at most `limit` images."""
+def split_batches(source, batch_size=500, limit=None):
+    """(uint8 images, integer labels) batches of an opened data source, at most `limit` images."""
     from zoo import data as zdata
 
-    source = zdata.open_source(data, split, image_size=tuple(model.input.shape[1:3]))
     seen = 0
     for images, labels in zdata.make_dataset(source, batch_size, training=False):
         images, labels = np.asarray(images), np.asarray(labels)
@@ -58,12 +57,14 @@ def latency_ms(runner, image, repeats=200):
 
 def measure(model_name, data, quantizations, calibration_count=200, threads=2, limit=None):
     import zoo
+    from zoo import data as zdata
     from zoo import export
 
     model = zoo.load(model_name)
+    test = zdata.open_source(data, "test", image_size=tuple(model.input.shape[1:3]))  # decoded once, read per row
     rows = [{"variant": "keras fp32", "top1": top1(lambda x: np.asarray(model(x.astype("float32"),
                                                                           training=False)["logits"]),
-                                                 test_batches(model, data, limit=limit))}]
+                                                 split_batches(test, limit=limit))}]
     calibration = export.calibration_images(model, data, "train", calibration_count)
     with tempfile.TemporaryDirectory() as tmp:
         for quantize in quantizations:
@@ -72,7 +73,7 @@ def measure(model_name, data, quantizations, calibration_count=200, threads=2, l
                                  calibration=calibration if q == "int8" else None)
             runner = export.tflite_runner(path, num_threads=threads)
             rows.append({"variant": f"tflite {quantize}", "top1": top1(lambda x: runner(image=x)["logits"],
-                                                                      test_batches(model, data, limit=limit)),
+                                                                      split_batches(test, limit=limit)),
                          "latency_ms": latency_ms(runner, calibration[:1]), "bytes": path.stat().st_size})
     return rows
 

@@ -25,28 +25,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_fit import zoo_step  # noqa: E402  (the zoo's train or inference step)
+
 
 def step_function(model, mode, precision, batch):
-    """A no-argument function running one step of `model`, warmed up by the caller."""
-    import tensorflow as tf
-
+    """A no-argument function running one step of `model` on synthetic data (warmed up by the caller)."""
     import zoo
-    from zoo.data import ArraySource
-    from zoo.training.loop import TrainConfig, Trainer, dtype_policy
 
     rng = np.random.default_rng(0)
-    mixed = None if precision == "fp32" else "bfloat16"
-    if mode == "train":
-        images = rng.integers(0, 256, (batch * 64, 32, 32, 3)).astype("uint8")
-        config = TrainConfig(epochs=1000, batch_size=batch, progress=False, mixed_precision=mixed)
-        trainer = Trainer(model, ArraySource(images, rng.integers(0, 10, len(images))), config)
-        iterator = trainer._distributed_epoch(0, 0)
-        return lambda: trainer._train_step(iterator).numpy()
-    with dtype_policy(mixed):
-        net = zoo.build(model)
-    infer = tf.function(lambda x: net(x, training=False))
-    x = tf.constant(rng.integers(0, 256, (batch, *net.input.shape[1:])).astype("float32"))
-    return lambda: infer(x)["logits"].numpy()
+    size = zoo.build(model).input.shape[1:3] if mode == "infer" else (32, 32)  # training: CIFAR-sized, as before
+    images = rng.integers(0, 256, (batch * 64, *size, 3)).astype("uint8")
+    return zoo_step(model, mode, precision, images, rng.integers(0, 10, len(images)), batch)
 
 
 def op_table(xplane):
