@@ -1,22 +1,25 @@
-"""The fused batch-norm kernel against Keras' BatchNormalization: same numbers, statistics and
-gradients, and the fallbacks where it does not apply."""
+"""The TensorFlow fast paths against their Keras forms: the fused batch-norm kernel against Keras'
+BatchNormalization (same numbers, statistics and gradients, and the fallbacks where it does not
+apply or does not pay), and the subsampling layer's gradient against the strided slice's."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from zoo import kernels
 from zoo.models import layers as zl
 
 
-def pair(**kwargs):
+def pair(channels=4, **kwargs):
     """Keras' BatchNormalization and the zoo's, with the same (non-trivial) parameters."""
     rng = np.random.default_rng(0)
     ours, theirs = zl.BatchNormalization(momentum=0.9, epsilon=1e-5, **kwargs), keras.layers.BatchNormalization(
         momentum=0.9, epsilon=1e-5, **kwargs)
     for layer in (ours, theirs):
-        layer.build((None, 5, 6, 4))
-    values = [rng.uniform(0.5, 2, 4), rng.normal(0, 1, 4), rng.normal(0, 1, 4), rng.uniform(0.5, 2, 4)]
+        layer.build((None, 5, 6, channels))
+    values = [rng.uniform(0.5, 2, channels), rng.normal(0, 1, channels), rng.normal(0, 1, channels),
+              rng.uniform(0.5, 2, channels)]
     for layer in (ours, theirs):
         for variable, value in zip(layer.weights, values):
             variable.assign(value.astype("float32"))
@@ -41,17 +44,49 @@ def test_fused_batch_norm_matches_keras_in_training_and_inference():
     assert not np.allclose(ours.moving_mean, np.random.default_rng(0).normal(0, 1, 4))  # training updated it
 
 
-def test_fused_batch_norm_under_bfloat16_keeps_float32_statistics():
+@pytest.mark.parametrize("channels", [16, 10])  # 16: the fused kernel; 10: Keras' ops (the kernel is slow there)
+def test_batch_norm_under_bfloat16_keeps_float32_statistics(channels):
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
-        ours, theirs = pair()
+        ours, theirs = pair(channels)
     finally:
         keras.config.set_dtype_policy("float32")
-    x = tf.constant(np.random.default_rng(1).normal(2, 3, (3, 5, 6, 4)).astype("float32"))
+    x = tf.constant(np.random.default_rng(1).normal(2, 3, (3, 5, 6, channels)).astype("float32"))
     a, b = ours(x, training=True), theirs(x, training=True)
     assert a.dtype == tf.bfloat16 and ours.moving_mean.dtype == "float32"
     np.testing.assert_allclose(tf.cast(a, tf.float32), tf.cast(b, tf.float32), atol=0.1)
     np.testing.assert_allclose(ours.moving_variance, theirs.moving_variance, rtol=2e-2)
+
+
+@pytest.mark.parametrize("channels, dtype, fused", [
+    (16, "bfloat16", True), (64, "bfloat16", True), (1, "bfloat16", True), (10, "bfloat16", False),
+    (8, "bfloat16", False), (40, "float16", False), (8, "float32", True), (12, "float32", True),
+    (10, "float32", False), (30, "float32", False)])
+def test_the_fused_kernel_runs_only_where_it_pays(channels, dtype, fused):
+    x = tf.zeros((2, 3, 3, channels), dtype)
+    gamma, beta = tf.ones(channels), tf.zeros(channels)
+    result = kernels.fused_batch_norm(x, gamma, beta, gamma, gamma, 1e-3, training=True)
+    assert (result is not None) == fused == kernels.fused_batch_norm_pays(channels, dtype)
+
+
+@pytest.mark.parametrize("size, step", [((8, 8), 2), ((7, 9), 2), ((9, 10), 3)])
+def test_subsample_gradient_matches_the_strided_slice(size, step):
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(2, *size, 3)).astype("float32"))
+    layer = zl.Subsample(step)
+    with tf.GradientTape(persistent=True) as outer:
+        outer.watch(x)
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(x)
+            ours, reference = layer(x), x[:, ::step, ::step, :]
+            weights = tf.constant(rng.normal(size=ours.shape).astype("float32"))
+            loss_ours, loss_reference = tf.reduce_sum(ours * weights) ** 2, tf.reduce_sum(reference * weights) ** 2
+        grad_ours, grad_reference = tape.gradient(loss_ours, x), tape.gradient(loss_reference, x)
+        square_ours, square_reference = tf.reduce_sum(grad_ours ** 2), tf.reduce_sum(grad_reference ** 2)
+    np.testing.assert_array_equal(ours, reference)
+    np.testing.assert_allclose(grad_ours, grad_reference, rtol=1e-6)
+    assert np.count_nonzero(grad_ours) == ours.shape[1] * ours.shape[2] * 6  # only the sampled pixels
+    np.testing.assert_allclose(outer.gradient(square_ours, x), outer.gradient(square_reference, x), rtol=1e-5)
 
 
 @pytest.mark.parametrize("shape, kwargs", [((3, 4), {}), ((3, 5, 6, 4), {"synchronized": True})])
