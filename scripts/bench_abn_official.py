@@ -2,7 +2,7 @@
 """ABN, the zoo against the official PyTorch code, side by side (issue 19): training and inference
 images/s of ABN ResNet-20 at the same batch and threads, fp32 and bfloat16, batch-1 latency, and
 the zoo's LTPA and attribute models (no-regression rows), each variant in its own process, in
-interleaved rounds; the table gives the median of the rounds.
+interleaved rounds; the table gives the median and the best of the rounds.
 
     python scripts/bench_abn_official.py [--official ABN_REPO] [--rounds 3] [--batch-size 128] [--threads 2]
         [--steps 10] [--warmup 3] [--only zoo official latency extra] [--json F]
@@ -158,21 +158,33 @@ def run_in_process(variant, args):
     return float(done.stdout.strip().splitlines()[-1])
 
 
+def best(result):
+    """The best round: the most images/s (the least ms for latency). A noisy shared machine only
+    ever slows a round down, so the best round is the steadier estimate of what the code can do."""
+    return min(result["values"]) if result["mode"] == "latency" else max(result["values"])
+
+
+def speedup(zoo_value, official_value, mode):
+    """The zoo's ratio to the official code, > 1 where the zoo is faster (latency: official / zoo)."""
+    return official_value / zoo_value if mode == "latency" else zoo_value / official_value
+
+
 def table(results):
-    """Markdown rows: the median of the rounds, and the zoo's ratio to the official code (latency:
-    official / zoo, so that > 1 is faster for every row)."""
-    official = {(r["mode"], r["precision"]): r["median"] for r in results if r["side"] == "official"}
-    lines = ["| side | model | mode | precision | median | rounds | vs official |",
-             "| --- | --- | --- | --- | ---: | --- | ---: |"]
+    """Markdown rows: the median and the best of the rounds, and the zoo's ratio to the official
+    code for both (latency: official / zoo, so that > 1 is faster for every row)."""
+    official = {(r["mode"], r["precision"]): r for r in results if r["side"] == "official"}
+    lines = ["| side | model | mode | precision | median | best | rounds | vs official (median) | vs official (best) |",
+             "| --- | --- | --- | --- | ---: | ---: | --- | ---: | ---: |"]
     for r in results:
         unit = "ms" if r["mode"] == "latency" else "img/s"
         base = official.get((r["mode"], "fp32" if r["mode"] == "latency" else r["precision"]))
-        ratio = "-"
+        ratios = ["-", "-"]
         if r["side"] == "zoo" and base and r["model"] == "abn_resnet20":
-            ratio = f"{(base / r['median']) if r['mode'] == 'latency' else (r['median'] / base):.2f}x"
+            ratios = [f"{speedup(r['median'], base['median'], r['mode']):.2f}x",
+                      f"{speedup(best(r), best(base), r['mode']):.2f}x"]
         rounds = ", ".join(f"{v:.1f}" for v in r["values"])
         lines.append(f"| {r['side']} | {r['model']} | {r['mode']} | {r['precision']} | {r['median']:.2f} {unit} | "
-                     f"{rounds} | {ratio} |")
+                     f"{best(r):.2f} {unit} | {rounds} | {ratios[0]} | {ratios[1]} |")
     return "\n".join(lines)
 
 

@@ -110,16 +110,17 @@ def test_abn_side_by_side_interleaves_variants_and_reports_ratios(tmp_path):
         ("official", "train", "fp32"), ("zoo", "train", "fp32"), ("official", "train", "bfloat16"),
         ("zoo", "train", "bfloat16")]
     assert not any(v["side"] == "official" for v in bench.variants(["zoo", "official", "latency"], official=None))
-    rows = [{"side": "official", "model": "abn_resnet20", "mode": "train", "precision": "fp32", "values": [100.0],
-             "median": 100.0},
-            {"side": "zoo", "model": "abn_resnet20", "mode": "train", "precision": "fp32", "values": [150.0],
-             "median": 150.0},
-            {"side": "official", "model": "abn_resnet20", "mode": "latency", "precision": "fp32", "values": [10.0],
-             "median": 10.0},
-            {"side": "zoo", "model": "abn_resnet20", "mode": "latency", "precision": "tflite fp32", "values": [0.5],
-             "median": 0.5}]
+    rows = [{"side": "official", "model": "abn_resnet20", "mode": "train", "precision": "fp32",
+             "values": [100.0, 90.0, 120.0], "median": 100.0},
+            {"side": "zoo", "model": "abn_resnet20", "mode": "train", "precision": "fp32",
+             "values": [150.0, 100.0, 240.0], "median": 150.0},
+            {"side": "official", "model": "abn_resnet20", "mode": "latency", "precision": "fp32",
+             "values": [10.0, 8.0, 12.0], "median": 10.0},
+            {"side": "zoo", "model": "abn_resnet20", "mode": "latency", "precision": "tflite fp32",
+             "values": [0.5, 0.4, 0.6], "median": 0.5}]
     lines = bench.table(rows).splitlines()
-    assert lines[3].endswith("| 1.50x |") and lines[5].endswith("| 20.00x |")  # latency: official / zoo
+    assert lines[3].endswith("| 1.50x | 2.00x |")  # medians 150 / 100, best rounds 240 / 120
+    assert lines[5].endswith("| 20.00x | 20.00x |")  # latency: official / zoo, best = least ms (8 / 0.4)
     with pytest.raises(SystemExit, match="checkout of the official ABN"):
         bench.official_network(tmp_path)
 
@@ -149,6 +150,11 @@ def test_step_profile_attributes_the_time_to_op_types_and_parts():
     assert abs(sum(share for _, share in result["by_type"]) - 1.0) < 1e-6
     assert "Conv2D" in result["by_type"][0][0]  # convolutions (or their gradients) dominate a ResNet step
     assert any(part.startswith("att_stage3") for part, _ in result["by_part"][:5])
+    by_kind = profile.zoo_by_kind(result)
+    assert by_kind["convolution backward"] > 0 and abs(sum(by_kind.values()) - result["self_time_ms_per_step"]) < 1e-6
+    assert profile.kind_of("aten::convolution_backward") == profile.kind_of("_MklNativeConv2DBackpropFilter")
+    table = profile.side_by_side({"convolution forward": 3.0, "other": 1.0}, {"convolution forward": 2.0, "other": 2.0})
+    assert "| convolution forward | 2.0 | 3.0 | 1.50 |" in table and "| total | 4.0 | 4.0 | 1.00 |" in table
 
 
 def test_card_licence_follows_the_dataset_named():
@@ -161,3 +167,11 @@ def test_card_licence_follows_the_dataset_named():
     assert publish.license_text("my photos", "CC-BY 4.0") == "CC-BY 4.0"
     with pytest.raises(SystemExit, match="--license"):
         publish.license_text("my photos")
+
+
+def test_kernel_benchmark_rows_say_which_batch_norm_the_zoo_runs():
+    bench = load_script("bench_kernels")
+    rows = bench.op_rows(["bfloat16"], batch=2)
+    batch_norm = {row.split(" | ")[2]: row.split(" | ")[-1].rstrip(" |") for row in rows if "batch norm" in row}
+    assert batch_norm["(2, 16, 16, 10)"] == "Keras ops" and batch_norm["(2, 16, 16, 16)"] == "fused"
+    assert len(batch_norm) == len(bench.CHANNELS) and any(row.startswith("| subsample 2") for row in rows)
