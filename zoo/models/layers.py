@@ -41,7 +41,7 @@ class Subsample(layers.Layer):
     at 60x60; TensorFlow runs that op even for input gradients (SmoothGrad, Integrated Gradients,
     FGSM). Split this way the op never runs. ``scripts/repro_onednn_conv_crash.py`` reproduces the
     crash with TensorFlow alone. On TensorFlow the slice's gradient is spread with a pad instead of
-    StridedSliceGrad (:func:`zoo.kernels.subsample`: the same numbers, 4x faster).
+    StridedSliceGrad (:func:`zoo.kernels.subsample`: the same numbers, 1.7-4x faster).
     """
 
     def __init__(self, step=2, **kwargs):
