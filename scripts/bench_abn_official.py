@@ -121,12 +121,16 @@ def abn_loss(outputs, y):
     return F.cross_entropy(attention_logits.float(), y) + F.cross_entropy(logits.float(), y)
 
 
+def official_inputs(batch):
+    """A synthetic batch as the official code takes it: NCHW, normalised by CIFAR-10's statistics."""
+    return torch_batch(*fake_batch(batch), (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
+
+
 def official_rate(repo, mode, precision, batch, warmup, steps, threads):
     import torch
 
     torch.set_num_threads(threads)
-    x, y = torch_batch(*fake_batch(1 if mode == "latency" else batch), (0.4914, 0.4822, 0.4465),
-                       (0.2023, 0.1994, 0.2010))
+    x, y = official_inputs(1 if mode == "latency" else batch)
     rate = torch_rate(official_network(repo), x, y, abn_loss, lambda outputs: outputs[1], mode, precision, warmup,
                       steps)
     return 1000.0 / rate if mode == "latency" else rate

@@ -28,8 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-from bench_fit import zoo_step  # noqa: E402  (the training core's step on synthetic data)
+from bench_abn_official import fake_batch  # noqa: E402  (synthetic images and labels)
+from bench_fit import per_second, zoo_step  # noqa: E402  (calls/s after warm-up; the training core's step)
 
 CHANNELS = (8, 10, 16, 24, 40, 64)
 MODELS = {"abn_resnet20": (32, 10, "multiclass"), "abn_multitask_faceresnet20": (64, 40, "multilabel"),
@@ -37,13 +37,7 @@ MODELS = {"abn_resnet20": (32, 10, "multiclass"), "abn_multitask_faceresnet20": 
 
 
 def milliseconds(function, *args, warmup=5, calls=30):
-    for _ in range(warmup):
-        function(*args)
-    start = time.perf_counter()
-    for _ in range(calls):
-        result = function(*args)
-    np.asarray(result[0])
-    return (time.perf_counter() - start) / calls * 1000
+    return 1000.0 / per_second(lambda: function(*args), warmup, calls, 1)
 
 
 def forward_backward(function):
@@ -100,10 +94,7 @@ def paired_step(model, precision, batch, pairs, clock):
     from zoo import kernels
 
     size, num_classes, task = MODELS.get(model, (32, 10, "multiclass"))
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (batch * 40, size, size, 3)).astype("uint8")
-    labels = (rng.integers(0, 2, (len(images), num_classes)) if task == "multilabel"
-              else rng.integers(0, num_classes, len(images)))
+    images, labels = fake_batch(batch * 40, size, num_classes, task == "multilabel")
     current = kernels.fused_batch_norm_pays, kernels.subsample
     kernels.fused_batch_norm_pays, kernels.subsample = (lambda channels, dtype: True), (lambda x, step: None)
     try:  # the step is traced on its first call: with the earlier choices

@@ -18,25 +18,40 @@ def torch_batch(images, labels, mean, std):
     return (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0 - mean) / std, torch.from_numpy(labels).long()
 
 
+def autocast_options(precision):
+    import torch
+
+    return {"device_type": "cpu", "dtype": torch.bfloat16, "enabled": precision == "bfloat16"}
+
+
+def torch_train_step(net, x, y, loss_fn, precision):
+    """One training step as a no-argument function: ``loss_fn(net(x), y)`` (under autocast for
+    bfloat16), backward, SGD with momentum 0.9 and weight decay 5e-4."""
+    import torch
+
+    net.train()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(**autocast_options(precision)):
+            loss = loss_fn(net(x), y)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
 def torch_rate(net, x, y, loss_fn, infer_fn, mode, precision, warmup, steps):
     """Images/s of ``loss_fn(net(x), y)`` + backward + SGD (mode "train"), or of
     ``infer_fn(net(x))`` under no_grad (any other mode)."""
     import torch
 
-    autocast = {"device_type": "cpu", "dtype": torch.bfloat16, "enabled": precision == "bfloat16"}
     batch = len(y)
     if mode == "train":
-        net.train()
-        optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-
-        def step():
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(**autocast):
-                loss = loss_fn(net(x), y)
-            loss.backward()
-            optimizer.step()
-        return per_second(step, warmup, steps, batch)
+        return per_second(torch_train_step(net, x, y, loss_fn, precision), warmup, steps, batch)
     net.eval()
+    autocast = autocast_options(precision)
 
     def infer():
         with torch.no_grad(), torch.autocast(**autocast):

@@ -103,22 +103,14 @@ def kind_of(op_type):
 def official_profile(repo, precision, batch, warmup, steps, threads):
     """The official ABN ResNet-20 train step under ``torch.profiler``: ``{kind: ms per step}``."""
     import torch
-    from bench_abn_official import abn_loss, fake_batch, official_network
-    from bench_torch import torch_batch
+    from bench_abn_official import abn_loss, official_inputs, official_network
+    from bench_torch import torch_train_step
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
     torch.set_num_threads(threads)
-    net = official_network(repo).train()
-    x, y = torch_batch(*fake_batch(batch), (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
-            loss = abn_loss(net(x), y)
-        loss.backward()
-        optimizer.step()
+    x, y = official_inputs(batch)
+    step = torch_train_step(official_network(repo), x, y, abn_loss, precision)
 
     for _ in range(warmup):
         step()
