@@ -1,11 +1,11 @@
 #!/usr/bin/env python
 """ABN, the zoo against the official PyTorch code, side by side (issue 19): training and inference
-images/s of ABN ResNet-20 at the same batch and threads, fp32 and bfloat16, batch-1 latency, and
+images/s of ABN ResNet-20 at the same batch and threads, fp32 and (where the CPU has it) bfloat16, batch-1 latency, and
 the zoo's LTPA and attribute models (no-regression rows), each variant in its own process, in
 interleaved rounds; the table gives the median and the best of the rounds.
 
     python scripts/bench_abn_official.py [--official ABN_REPO] [--rounds 3] [--batch-size 128] [--threads 2]
-        [--steps 10] [--warmup 3] [--only zoo official latency extra] [--json F]
+        [--steps 10] [--warmup 3] [--only zoo official latency extra] [--precisions auto|fp32 bfloat16] [--json F]
 
 ``ABN_REPO`` is a local checkout of machine-perception-robotics-group/attention_branch_network
 (its ``models/cifar/resnet.py`` is imported as it is); without it, or without PyTorch, the official
@@ -45,11 +45,21 @@ OFFICIAL_FILE = "models/cifar/resnet.py"
 EXTRA_MODELS = {"ltpa_vgg_att3_w025": (32, 10, "multiclass"), "abn_multitask_faceresnet20": (64, 40, "multilabel")}
 
 
-def variants(groups, official):
+def precisions(choice):
+    """The precisions to measure: ``auto`` is fp32, plus bfloat16 where the machine computes in it
+    natively (:func:`zoo.training.recipe.resolve_precision`; emulated bfloat16 is several times slower)."""
+    if choice != ["auto"]:
+        return tuple(choice)
+    from zoo.training.recipe import resolve_precision
+
+    return ("fp32", "bfloat16") if resolve_precision("auto") == "bfloat16" else ("fp32",)
+
+
+def variants(groups, official, measured=("fp32", "bfloat16")):
     """The measured variants: dicts of side, model, mode, precision, in table order."""
     rows = []
     for mode in ("train", "infer"):
-        for precision in ("fp32", "bfloat16"):
+        for precision in measured:
             if "official" in groups and official:
                 rows.append({"side": "official", "model": "abn_resnet20", "mode": mode, "precision": precision})
             if "zoo" in groups:
@@ -61,7 +71,7 @@ def variants(groups, official):
                  for p in ("tflite fp32", "tflite int8 weights", "tflite int8")]
     if "extra" in groups:
         rows += [{"side": "zoo", "model": m, "mode": mode, "precision": p} for m in EXTRA_MODELS
-                 for mode in ("train", "infer") for p in ("fp32", "bfloat16")]
+                 for mode in ("train", "infer") for p in measured]
     return rows
 
 
@@ -197,6 +207,8 @@ def main():
     parser.add_argument("--official", default=None, help="a checkout of the official ABN repository")
     parser.add_argument("--only", nargs="+", choices=["zoo", "official", "latency", "extra"],
                         default=["zoo", "official", "latency", "extra"])
+    parser.add_argument("--precisions", nargs="+", choices=["auto", "fp32", "bfloat16"], default=["auto"],
+                        help="auto (default): fp32, and bfloat16 only where the CPU has AVX512_BF16 / AMX or a GPU")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
@@ -216,7 +228,7 @@ def main():
         official = None
     elif not official:
         print("no --official checkout given: the official rows are skipped", file=sys.stderr)
-    todo = variants(args.only, official)
+    todo = variants(args.only, official, precisions(args.precisions))
     values = {i: [] for i in range(len(todo))}
     start = time.perf_counter()
     for round_index in range(args.rounds):  # interleaved: every variant once per round

@@ -110,6 +110,12 @@ def test_abn_side_by_side_interleaves_variants_and_reports_ratios(tmp_path):
         ("official", "train", "fp32"), ("zoo", "train", "fp32"), ("official", "train", "bfloat16"),
         ("zoo", "train", "bfloat16")]
     assert not any(v["side"] == "official" for v in bench.variants(["zoo", "official", "latency"], official=None))
+    fp32_only = bench.variants(["zoo", "official", "extra"], official="repo", measured=("fp32",))
+    assert {v["precision"] for v in fp32_only} == {"fp32"} and len(fp32_only) == 2 * 2 + 2 * 2
+    assert bench.precisions(["bfloat16"]) == ("bfloat16",)
+    from zoo.training.recipe import resolve_precision
+
+    assert ("bfloat16" in bench.precisions(["auto"])) == (resolve_precision("auto") == "bfloat16")
     rows = [{"side": "official", "model": "abn_resnet20", "mode": "train", "precision": "fp32",
              "values": [100.0, 90.0, 120.0], "median": 100.0},
             {"side": "zoo", "model": "abn_resnet20", "mode": "train", "precision": "fp32",
