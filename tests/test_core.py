@@ -3,7 +3,6 @@ limits, loss schedules, unsupported options and folders behave the same in both.
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 
@@ -15,6 +14,7 @@ from PIL import Image
 
 import zoo
 from tests.conftest import REPO, TINY, toy_images
+from tests.helpers.other_backend import backend_env
 from zoo import registry
 from zoo.data import ArraySource, AugmentConfig, FolderSource
 from zoo.models.losses import logits_loss
@@ -199,7 +199,7 @@ def test_a_loss_built_from_the_feature_gradient_trains_in_both_engines(engine):
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 def test_the_feature_gradient_hook_under_jax():
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    env = backend_env("jax")
     result = subprocess.run([sys.executable, "-m", "tests.helpers.gradient_family"], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

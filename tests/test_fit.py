@@ -2,7 +2,6 @@
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 
@@ -10,6 +9,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO, TINY, toy_images
+from tests.helpers.other_backend import backend_env
 from zoo.data import ArraySource
 from zoo.training import fit as zfit
 from zoo.training.recipe import TrainConfig
@@ -78,7 +78,7 @@ model, history = fit.fit("abn_resnet20", (images, labels), config,
                          build_kwargs={{"input_shape": (16, 16, 3), **TINY}}, output_dir={str(tmp_path / "out")!r})
 print(json.dumps({{"backend": keras.backend.backend(), "loss": history["loss"]}}))
 """
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    env = backend_env("jax")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -102,7 +102,7 @@ sys.exit(main(["train", "abn_resnet20", "--data", {str(data)!r}, "--image-size",
                "--model-arg", "width=4", "--epochs", "1", "--batch-size", "16", "--output", {str(tmp_path / "m")!r},
                "--no-progress"]))
 """
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    env = backend_env("jax")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

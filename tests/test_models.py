@@ -143,11 +143,11 @@ def test_model_code_is_backend_agnostic():
 def test_same_weights_same_outputs_on_another_backend(backend, arch, tiny_model, tmp_path):
     """A model saved under TensorFlow loads and runs under JAX with TensorFlow unimportable."""
     import importlib.util
-    import os
     import subprocess
     import sys
 
     from tests.conftest import REPO
+    from tests.helpers.other_backend import backend_env
     from zoo import hub
 
     if importlib.util.find_spec(backend) is None:
@@ -165,7 +165,7 @@ def test_same_weights_same_outputs_on_another_backend(backend, arch, tiny_model,
     hub.save_model(tiny_model, tmp_path / "m")
     images = rng.uniform(0, 255, (3, size, size, 3)).astype("float32")
     np.save(tmp_path / "x.npy", images)
-    env = {**os.environ, "KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu"}
+    env = backend_env(backend)
     result = subprocess.run([sys.executable, "-m", "tests.helpers.other_backend", str(tmp_path / "m"),
                              str(tmp_path / "x.npy"), str(tmp_path / "out.npz")], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=300)

@@ -181,3 +181,21 @@ def test_kernel_benchmark_rows_say_which_batch_norm_the_zoo_runs():
     batch_norm = {row.split(" | ")[2]: row.split(" | ")[-1].rstrip(" |") for row in rows if "batch norm" in row}
     assert batch_norm["(2, 16, 16, 10)"] == "Keras ops" and batch_norm["(2, 16, 16, 16)"] == "fused"
     assert len(batch_norm) == len(bench.CHANNELS) and any(row.startswith("| subsample 2") for row in rows)
+
+
+def test_tflite_latency_variants_and_the_arithmetic_they_are_set_against():
+    import keras
+
+    from tests.conftest import TINY
+
+    bench = load_script("bench_tflite")
+    inputs = keras.Input((6, 5, 3))
+    features = keras.layers.Conv2D(4, 3, padding="same")(inputs)  # 6*5 positions x 3*3*3*4
+    logits = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(features))  # 4*2
+    assert bench.multiply_adds(keras.Model(inputs, logits)) == 6 * 5 * 3 * 3 * 3 * 4 + 4 * 2
+    rows, macs = bench.measure("abn_resnet20", threads=(1,), rounds=2, repeats=2,
+                               build_kwargs={"num_classes": 3, "input_shape": (16, 16, 3), **TINY})
+    assert [(r["outputs"], r["threads"], r["xnnpack"]) for r in rows] == [
+        ("all", 1, True), ("all", 1, False), ("logits", 1, True), ("logits", 1, False)]
+    assert all(len(r["values"]) == 2 and 0 < r["best"] <= r["median"] for r in rows) and macs > 0
+    assert bench.table(rows, macs).count("\n") == 1 + len(rows)

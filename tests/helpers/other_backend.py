@@ -3,7 +3,20 @@ writes its outputs for given images: ``KERAS_BACKEND=jax python -m tests.helpers
 MODEL_DIR IMAGES.npy OUT.npz``."""
 
 import importlib.abc
+import os
 import sys
+
+# XLA's CPU compiler at LLVM optimisation level 0: compiling each small program (every weight
+# initialiser of a freshly built model, every op of an eager call) dominates these tests, and on a
+# 2-core CPU a tiny model's load took 26 s of compiling at the default level, 4.7 s at 0. The level
+# changes how fast the compiled code runs, not what it computes (no fast-math either way).
+FAST_COMPILE = "--xla_backend_optimization_level=0"
+
+
+def backend_env(backend="jax"):
+    """The environment of a subprocess under another Keras backend, on the CPU, compiling fast."""
+    flags = " ".join(f for f in (os.environ.get("XLA_FLAGS", ""), FAST_COMPILE) if f)
+    return {**os.environ, "KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags}
 
 
 class BlockTensorFlow(importlib.abc.MetaPathFinder):

@@ -78,11 +78,12 @@ def largest_update_difference(weights, reference, start):
 def run_other_backend(case, start, batch, out, backend="jax"):
     """The step under `backend` in a subprocess (TensorFlow blocked): ``(losses, weights, backend)``."""
     import json
-    import os
     import subprocess
     from pathlib import Path
 
-    env = {**os.environ, "KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu"}
+    from tests.helpers.other_backend import backend_env
+
+    env = backend_env(backend)
     result = subprocess.run([sys.executable, "-m", "tests.helpers.train_step", case, str(start), str(batch), str(out)],
                             cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True,
                             timeout=300)
