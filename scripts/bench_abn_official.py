@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """ABN, the zoo against the official PyTorch code, side by side (issue 19): training and inference
-images/s of ABN ResNet-20 at the same batch and threads, fp32 and (where the CPU has it) bfloat16, batch-1 latency, and
-the zoo's LTPA and attribute models (no-regression rows), each variant in its own process, in
-interleaved rounds; the table gives the median and the best of the rounds.
+images/s of ABN ResNet-20 at the same batch and threads, fp32 and (where the CPU has it) bfloat16,
+batch-1 latency, and the zoo's LTPA and attribute models (no-regression rows), each variant in its
+own process, in interleaved rounds; the table gives the median and the best of the rounds.
 
     python scripts/bench_abn_official.py [--official ABN_REPO] [--rounds 3] [--batch-size 128] [--threads 2]
         [--steps 10] [--warmup 3] [--only zoo official latency extra] [--precisions auto|fp32 bfloat16] [--json F]

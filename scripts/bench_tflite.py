@@ -81,7 +81,8 @@ def measure(arch, threads=(1, 2), rounds=5, repeats=40, build_kwargs=None):
 
 
 def table(rows, macs):
-    lines = ["| outputs | threads | XNNPACK | median ms | best ms | GFLOP/s (best) |", "| --- | ---: | --- | ---: | ---: | ---: |"]
+    lines = ["| outputs | threads | XNNPACK | median ms | best ms | GFLOP/s (best) |",
+             "| --- | ---: | --- | ---: | ---: | ---: |"]
     for r in rows:
         lines.append(f"| {r['outputs']} | {r['threads']} | {'yes' if r['xnnpack'] else 'no'} | {r['median']:.2f} | "
                      f"{r['best']:.2f} | {2 * macs / r['best'] / 1e6:.1f} |")
