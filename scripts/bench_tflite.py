@@ -15,7 +15,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -24,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 from bench_torch import machine  # noqa: E402  (CPU flags and versions for the JSON)
+from eval_tflite import latency_ms  # noqa: E402  (ms per call after a short warm-up)
 
 
 def multiply_adds(model):
@@ -41,21 +41,6 @@ def multiply_adds(model):
     return total
 
 
-def interpreter(path, threads, xnnpack):
-    """The ``serve`` runner of a TFLite file on `threads` threads, with or without the default delegate."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    options = {} if xnnpack else {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
-    return Interpreter(model_path=str(path), num_threads=threads, **options).get_signature_runner("serve")
-
-
-def milliseconds(runner, image, repeats):
-    start = time.perf_counter()
-    for _ in range(repeats):
-        runner(image=image)
-    return 1000.0 * (time.perf_counter() - start) / repeats
-
-
 def measure(arch, threads=(1, 2), rounds=5, repeats=40, build_kwargs=None):
     """Rows of ``{outputs, threads, xnnpack, values (ms per round), median, best}`` and the model's
     multiply-adds per image."""
@@ -68,13 +53,11 @@ def measure(arch, threads=(1, 2), rounds=5, repeats=40, build_kwargs=None):
         files = {"all": export.export(model, Path(tmp) / "all.tflite", "tflite"),
                  "logits": export.export(model, Path(tmp) / "logits.tflite", "tflite", outputs=["logits"])}
         variants = [(outputs, n, xnnpack) for outputs in files for n in threads for xnnpack in (True, False)]
-        runners = {v: interpreter(files[v[0]], v[1], v[2]) for v in variants}
-        for runner in runners.values():  # warm-up: XNNPACK packs its weights on the first call
-            milliseconds(runner, image, 5)
+        runners = {v: export.tflite_runner(files[v[0]], v[1], default_delegates=v[2]) for v in variants}
         values = {v: [] for v in variants}
         for _ in range(rounds):  # interleaved: a disturbance slows one round of every variant alike
             for v in variants:
-                values[v].append(milliseconds(runners[v], image, repeats))
+                values[v].append(latency_ms(runners[v], image, repeats))
     rows = [{"outputs": o, "threads": n, "xnnpack": x, "values": values[(o, n, x)],
              "median": statistics.median(values[(o, n, x)]), "best": min(values[(o, n, x)])} for o, n, x in variants]
     return rows, multiply_adds(model)

@@ -206,12 +206,15 @@ def export(model, path, format="saved_model", quantize=None, force=False, output
     return path
 
 
-def tflite_runner(path, num_threads=None):
+def tflite_runner(path, num_threads=None, default_delegates=True):
     """The ``serve`` signature runner of a TFLite file (ai-edge-litert, else tf.lite), using
-    `num_threads` CPU threads (default: all cores)."""
+    `num_threads` CPU threads (default: all cores); ``default_delegates=False`` leaves out TFLite's
+    default XNNPACK delegate (its reference kernels alone, for comparison)."""
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
     except ImportError:  # pragma: no cover - tf.lite is the fallback
-        Interpreter = tf.lite.Interpreter
-    interpreter = Interpreter(model_path=str(path), num_threads=num_threads or os.cpu_count())
+        Interpreter, OpResolverType = tf.lite.Interpreter, tf.lite.experimental.OpResolverType
+    options = {} if default_delegates else {
+        "experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+    interpreter = Interpreter(model_path=str(path), num_threads=num_threads or os.cpu_count(), **options)
     return interpreter.get_signature_runner("serve")
