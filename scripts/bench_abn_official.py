@@ -15,7 +15,8 @@ rows are skipped with a message (nothing is downloaded).
   SGD (momentum 0.9, weight decay 5e-4) on synthetic CIFAR-sized data; the zoo's step is its
   training core's (:class:`zoo.training.loop.Trainer`, TensorFlow). bfloat16: ``torch.autocast``
   on the official side (its code has none), the zoo's ``mixed_bfloat16``.
-- infer: the model in inference mode on one batch (``torch.no_grad`` / a ``tf.function``).
+- infer: the model in inference mode on one batch (``torch.no_grad`` / a ``tf.function`` of the model with
+  its batch norms folded, as ``zoo evaluate`` and ``zoo export`` run it).
 - latency: one image, the official model in eager PyTorch against the zoo's TFLite export (fp32,
   dynamic-range int8 weights, and full int8 calibrated on random images: its speed, not its
   accuracy) on ``--threads`` XNNPACK threads, milliseconds.

@@ -39,7 +39,7 @@ def per_second(step, warmup, steps, batch):
 def zoo_step(arch, mode, precision, images, labels, batch, task="multiclass", num_classes=10, loss_kwargs=None):
     """One step of `arch` as a no-argument function (TensorFlow): the training core's step
     (:class:`zoo.training.loop.Trainer`, batches of `images` / `labels`) or, for ``mode="infer"``,
-    the model in inference mode on the first `batch` images in a ``tf.function``; `precision` is
+    the model in inference mode (batch norms folded) on the first `batch` images in a ``tf.function``; `precision` is
     ``fp32`` or ``bfloat16``. Shared by the side-by-side benchmarks and the step profiler."""
     import tensorflow as tf
 
@@ -53,8 +53,8 @@ def zoo_step(arch, mode, precision, images, labels, batch, task="multiclass", nu
         trainer = Trainer(arch, ArraySource(images, labels, task=task), config)
         iterator = trainer._distributed_epoch(0, 0)
         return lambda: trainer._train_step(iterator)
-    with dtype_policy(mixed):
-        model = zoo.build(arch, num_classes=num_classes)
+    with dtype_policy(mixed):  # inference as zoo evaluate / export run it: batch norms folded
+        model = zoo.fold_batch_norm(zoo.build(arch, num_classes=num_classes))
     infer = tf.function(lambda x: model(x, training=False))
     x = tf.constant(images[:batch].astype("float32"))
     return lambda: infer(x)["logits"].numpy()

@@ -19,9 +19,10 @@ from zoo import models  # noqa: F401, E402  (each family module registers its ar
 from zoo.evaluation import evaluate  # noqa: E402
 from zoo.explain import attention_maps, overlay, save_overlay  # noqa: E402
 from zoo.hub import load, save_model  # noqa: E402
+from zoo.inference import fold_batch_norm  # noqa: E402
 from zoo.prediction import predict  # noqa: E402
 from zoo.registry import build, feature_info, get_spec, list_models  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["attention_maps", "build", "evaluate", "feature_info", "get_spec", "list_models", "load", "overlay",
-           "predict", "save_model", "save_overlay"]
+__all__ = ["attention_maps", "build", "evaluate", "feature_info", "fold_batch_norm", "get_spec", "list_models",
+           "load", "overlay", "predict", "save_model", "save_overlay"]

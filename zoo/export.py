@@ -3,7 +3,8 @@
 The exported graph
 - takes images as users have them: ``uint8`` RGB, shape (batch, H, W, 3) (preprocessing is
   inside the model), signature input name ``image``;
-- runs the model in inference mode (``training=False``: BN statistics frozen, no augmentation),
+- runs the model in inference mode (``training=False``: BN statistics frozen, no augmentation)
+  with each batch norm folded into the convolution before it (:mod:`zoo.inference`),
   through ``keras.export.ExportArchive`` (plain ``model.export`` would serve augmentation
   layers in training mode, keras#19108);
 - returns ``logits``, ``probabilities`` (the model's task: softmax, or one sigmoid per
@@ -32,7 +33,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from zoo import files, tasks
+from zoo import files, inference, tasks
 from zoo.data.images import check_images
 from zoo.errors import InvalidInput
 
@@ -83,6 +84,9 @@ def input_signature(model):
 
 
 def write_saved_model(model, directory, outputs=None):
+    """The SavedModel of `model` with its batch norms folded into the convolutions
+    (:func:`zoo.inference.fold_batch_norm`: the same outputs, a faster served graph)."""
+    model = inference.fold_batch_norm(model) if not inference.is_folded(model) else model
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint("serve", serving_function(model, outputs), input_signature=input_signature(model))

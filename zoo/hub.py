@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from zoo import files, registry
+from zoo import files, inference, registry
 from zoo import weights as zweights
 from zoo.errors import DamagedFile, InvalidInput
 
@@ -30,6 +30,7 @@ def check_model_output(directory, force=False):
 def save_model(model, directory, class_names=None, extra=None, force=False):
     """Write `model` (built by the zoo: it has ``model.zoo_config``) to `directory`; an existing
     saved model there is replaced only with `force` (:func:`check_model_output`)."""
+    inference.check_trainable(model, "be saved as a zoo model (its weights no longer fit the architecture)")
     config = dict(getattr(model, "zoo_config", {}) or {})
     if "arch" not in config:
         raise InvalidInput("save_model needs a model built by zoo.build / zoo.load (it has no zoo_config)")

@@ -28,7 +28,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from zoo import registry, tasks
+from zoo import inference, registry, tasks
 from zoo.errors import InvalidInput, TrainingDiverged
 from zoo.gradcam import TapGradients
 
@@ -84,6 +84,7 @@ class TrainingCore:
     """
 
     def __init__(self, model, config, steps_per_epoch, num_replicas=1):
+        inference.check_trainable(model, "be trained")
         self.model = model
         self.config = config
         self.spec = registry.get_spec(model.zoo_config["arch"])
