@@ -4,6 +4,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -199,3 +201,15 @@ def test_tflite_latency_variants_and_the_arithmetic_they_are_set_against():
         ("all", 1, True), ("all", 1, False), ("logits", 1, True), ("logits", 1, False)]
     assert all(len(r["values"]) == 2 and 0 < r["best"] <= r["median"] for r in rows) and macs > 0
     assert bench.table(rows, macs).count("\n") == 1 + len(rows)
+
+
+def test_inference_benchmark_times_the_three_ways_and_they_agree(tmp_path):
+    bench = load_script("bench_inference")
+    calls = bench.variants("abn_resnet20", batch=4)
+    assert list(calls) == ["eager", "compiled", "compiled, batch norms folded"]
+    logits = [np.asarray(call()) for call in calls.values()]
+    for other in logits[1:]:
+        np.testing.assert_allclose(other, logits[0], atol=1e-3 * np.abs(logits[0]).max())
+    rows = bench.measure("abn_resnet20", batch=4, rounds=1)
+    assert [r["variant"] for r in rows] == list(calls) and rows[0]["ratio"] == 1.0
+    assert all(r["images_per_s"] > 0 and len(r["seconds"]) == 1 for r in rows)

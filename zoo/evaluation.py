@@ -37,7 +37,7 @@ def evaluate(model, data, batch_size=500, progress=True, split="test"):
 
     Returns the task's metrics (see the module docstring) with ``num_examples``; accuracies in [0, 1].
     The batches run through a compiled forward pass of the model with its batch norms folded
-    (:func:`inference_model`): 1.75x the eager, unfolded model for ABN ResNet-20 (README).
+    (:func:`inference_model`): 1.5-1.7x the eager, unfolded model (README).
     """
     from zoo import data as zdata  # tf.data: imported here so that `import zoo` needs no TensorFlow
 

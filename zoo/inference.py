@@ -144,10 +144,10 @@ def rebuild(model, fold=True):
 def fold_batch_norm(model, verify=True):
     """A copy of `model` for inference with each batch norm folded into the convolution before it
     (module docstring; also inside nested models; batch norms after anything else stay). The
-    same outputs to float32 rounding, fewer ops: ABN ResNet-20 infers 1.12x faster in
-    TensorFlow on a 2-core CPU (README). It keeps ``zoo_config`` (marked ``batch_norm_folded``)
-    and every layer name, so prediction, explainers and export work on it; training or
-    :func:`zoo.save_model` on it are refused.
+    same outputs to float32 rounding, fewer ops: 1.06-1.10x faster compiled inference in
+    TensorFlow on a 2-core CPU (README, ``scripts/bench_inference.py``). It keeps
+    ``zoo_config`` (marked ``batch_norm_folded``) and every layer name, so prediction, explainers
+    and export work on it; training or :func:`zoo.save_model` on it are refused.
 
     `verify` checks on two random images that the copy (rebuilt from each layer's config)
     computes what `model` does, and raises otherwise (:func:`check_same_outputs`): the folded
