@@ -8,7 +8,7 @@ from keras import layers
 
 import zoo
 from tests.conftest import TINY, toy_images
-from zoo import data, evaluation, hub, inference
+from zoo import data, hub, inference
 from zoo.errors import InvalidInput
 from zoo.evaluation import evaluate
 
@@ -134,7 +134,7 @@ def test_a_layer_that_does_not_rebuild_is_caught_not_folded_silently():
     with pytest.raises(InvalidInput, match="changed the output 'logits'.*use the model unfolded"):
         inference.fold_batch_norm(model)
     with pytest.warns(UserWarning, match="evaluating .* unfolded: folding the batch norms changed"):
-        assert evaluation.inference_model(model) is model  # evaluate() goes on with the model as it is
+        assert inference.inference_model(model, "evaluating") is model  # evaluate() goes on with the model as it is
 
 
 def test_a_folded_model_is_for_inference_only(tmp_path):

@@ -8,27 +8,12 @@ The data's labels are mapped to the model's class names by name (a folder ``cats
 model's class ``cat`` only if it is named so; a class the model does not know is an error).
 """
 
-import warnings
-
 import keras
 import numpy as np
 
 from zoo import inference, tasks
-from zoo.errors import InvalidInput
 from zoo.hub import model_image_size
 from zoo.progress import Progress
-
-
-def inference_model(model):
-    """`model` with its batch norms folded (:func:`zoo.inference.fold_batch_norm`), or `model`
-    itself (with a warning) where a layer does not rebuild from its config."""
-    if inference.is_folded(model):
-        return model
-    try:
-        return inference.fold_batch_norm(model)
-    except InvalidInput as error:
-        warnings.warn(f"evaluating {model.name} unfolded: {error}", stacklevel=3)
-        return model
 
 
 def evaluate(model, data, batch_size=500, progress=True, split="test"):
@@ -37,7 +22,7 @@ def evaluate(model, data, batch_size=500, progress=True, split="test"):
 
     Returns the task's metrics (see the module docstring) with ``num_examples``; accuracies in [0, 1].
     The batches run through a compiled forward pass of the model with its batch norms folded
-    (:func:`inference_model`): 1.5-1.7x the eager, unfolded model (README).
+    (:func:`zoo.inference.inference_model`): 1.5-1.7x the eager, unfolded model (README).
     """
     from zoo import data as zdata  # tf.data: imported here so that `import zoo` needs no TensorFlow
 
@@ -54,7 +39,7 @@ def evaluate(model, data, batch_size=500, progress=True, split="test"):
     dataset = zdata.make_dataset(source, batch_size, training=False)
     what = f"evaluating {model.name} on {len(source)} {getattr(source, 'split', None) or split} images"
     shown = Progress(int(np.ceil(len(source) / batch_size)), what, progress, unit="batch")
-    forward = inference_model(model)
+    forward = inference.inference_model(model, "evaluating")
     for i, (images, labels) in enumerate(dataset):
         logits = forward.predict_on_batch(images)["logits"]  # compiled (tf.function / jit), not eager
         losses = keras.ops.convert_to_numpy(task.loss(labels, logits))

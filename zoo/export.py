@@ -85,8 +85,8 @@ def input_signature(model):
 
 def write_saved_model(model, directory, outputs=None):
     """The SavedModel of `model` with its batch norms folded into the convolutions
-    (:func:`zoo.inference.fold_batch_norm`: the same outputs, a faster served graph)."""
-    model = inference.fold_batch_norm(model) if not inference.is_folded(model) else model
+    (:func:`zoo.inference.inference_model`: the same outputs, a faster served graph)."""
+    model = inference.inference_model(model, "exporting")
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint("serve", serving_function(model, outputs), input_signature=input_signature(model))

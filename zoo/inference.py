@@ -10,6 +10,8 @@ The result computes the same outputs (to float32 rounding) with one op fewer per
 prediction, evaluation and export, not for training (the batch statistics are gone).
 """
 
+import warnings
+
 import keras
 import numpy as np
 from keras import layers
@@ -91,7 +93,10 @@ def folded_conv_weights(conv, bn):
 
 
 def _probe_images(model, count=2, seed=0):
-    height, width, channels = (d or 32 for d in model.input.shape[1:])
+    from zoo.hub import model_image_size  # zoo.hub imports this module
+
+    height, width = model_image_size(model)
+    channels = model.input.shape[-1] or 3
     return np.random.default_rng(seed).uniform(0, 255, (count, height, width, channels)).astype("float32")
 
 
@@ -165,3 +170,16 @@ def fold_batch_norm(model, verify=True):
         else:
             check_same_outputs(model, folded)
     return folded
+
+
+def inference_model(model, purpose="running"):
+    """`model` with its batch norms folded (:func:`fold_batch_norm`; `model` itself if already
+    folded), or `model` unchanged with a warning where a layer does not rebuild from its config:
+    what ``zoo evaluate`` and ``zoo export`` run."""
+    if is_folded(model):
+        return model
+    try:
+        return fold_batch_norm(model)
+    except InvalidInput as error:
+        warnings.warn(f"{purpose} {model.name} unfolded: {error}", stacklevel=3)
+        return model
