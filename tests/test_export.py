@@ -172,3 +172,22 @@ def test_int8_export_through_the_cli_reads_calibration_data(trained_like, tmp_pa
     assert main(["export", str(tmp_path / "model"), "--format", "tflite", "--quantize", "int8", "--calibration-data",
                  str(data), "--calibration-count", "12", "--output", str(tmp_path / "m.tflite")]) == 0
     assert export.tflite_runner(tmp_path / "m.tflite")(image=trained_like[1])["logits"].shape == (4, 3)
+
+
+def test_a_model_that_does_not_fold_is_exported_unfolded_with_a_warning(tmp_path):
+    """A layer that does not rebuild from its config: the export warns and serves the model as
+    it is (the same numbers), rather than failing or serving a wrong rebuilt copy."""
+    import keras
+    from keras import layers
+
+    from tests.test_inference import ForgetfulScale, randomise_batch_norms
+
+    inputs = keras.Input((4, 4, 1))
+    x = layers.BatchNormalization(name="bn")(layers.Conv2D(2, 1, name="c")(inputs))
+    model = randomise_batch_norms(keras.Model(inputs, {"logits": layers.Flatten()(ForgetfulScale(3.0)(x))}))
+    images = np.random.default_rng(0).integers(0, 256, (3, 4, 4, 1)).astype("uint8")
+    expected = np.asarray(model(images.astype("float32"), training=False)["logits"])
+    with pytest.warns(UserWarning, match="exporting .* unfolded: folding the batch norms changed"):
+        path = export.export(model, tmp_path / "sm")
+    loaded = tf.saved_model.load(str(path))
+    np.testing.assert_allclose(loaded.serve(tf.constant(images))["logits"], expected, rtol=1e-5)
