@@ -104,7 +104,7 @@ def test_default_model_predicts_the_shipped_examples(tmp_path, capsys):
     """README's first command: the shipped ABN weights, no network."""
     examples = sorted((REPO / "examples").glob("*.png"))
     assert examples, "examples/*.png are missing"
-    assert main(["predict", *map(str, examples), "--overlay-dir", str(tmp_path)]) == 0
+    assert main(["predict", *map(str, examples), "--overlay-dir", str(tmp_path), "--batch-size", "2"]) == 0
     printed = capsys.readouterr().out
     correct = 0
     for example in examples:

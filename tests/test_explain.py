@@ -60,3 +60,35 @@ def test_predict_files_writes_an_overlay_png(tiny_model, tmp_path):
     assert [r["overlay"] for r in results] == [str(tmp_path / "out" / f"{n}.attention.png") for n in ("cat", "gray")]
     for result in results:  # a grey file is drawn as RGB, at its own 3:4 aspect ratio
         assert explain.figure_text(result["overlay"])["panels"][1] == "attention [192x144]"
+
+
+def test_predict_runs_in_batches_and_gives_the_one_batch_numbers(tiny_model, monkeypatch):
+    """Any number of images fits in memory: the model sees `batch_size` at a time, with the same
+    predictions as one pass over all of them."""
+    images = np.random.default_rng(3).integers(0, 255, (5, 16, 16, 3)).astype("uint8")
+    whole = zoo.predict(tiny_model, images, batch_size=5)
+    seen = []
+    original = prediction.predict_batch
+    monkeypatch.setattr(prediction, "predict_batch", lambda model, x, *a: seen.append(len(x)) or original(model, x, *a))
+    chunked = zoo.predict(tiny_model, images, batch_size=2)
+    assert seen == [2, 2, 1]
+    for a, b in zip(whole, chunked):
+        assert [n for n, _ in a["predictions"]] == [n for n, _ in b["predictions"]]
+        np.testing.assert_allclose(list(b["probabilities"].values()), list(a["probabilities"].values()), rtol=1e-5)
+        np.testing.assert_allclose(b["attention"]["attention"], a["attention"]["attention"], atol=1e-5)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        zoo.predict(tiny_model, images, batch_size=0)
+
+
+def test_predict_files_streams_and_keeps_what_came_before_a_corrupt_file(tiny_model, tmp_path, monkeypatch):
+    for name in ("a", "b"):
+        Image.fromarray(np.full((16, 16, 3), 100, "uint8")).save(tmp_path / f"{name}.png")
+    (tmp_path / "c.png").write_bytes(b"\x89PNG garbage")
+    stream = prediction.iter_predict_files(tiny_model, [tmp_path / n for n in ("a.png", "b.png", "c.png")],
+                                           batch_size=1)
+    assert [next(stream)["file"], next(stream)["file"]] == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
+    with pytest.raises(ValueError, match="c.png is not a readable image"):
+        next(stream)
+    monkeypatch.setattr(prediction, "predict_batch", lambda *a: pytest.fail("predicted before checking the paths"))
+    with pytest.raises(ValueError, match="missing.png does not exist"):
+        prediction.predict_files(tiny_model, [tmp_path / "a.png", tmp_path / "missing.png"])

@@ -263,24 +263,25 @@ def cmd_finetune(args):
 
 def cmd_predict(args):
     import zoo
-    from zoo.prediction import predict_files
+    from zoo.prediction import iter_predict_files
 
     if not args.no_overlay:
         check_outputs(args, (args.overlay_dir, "container"))
     model = zoo.load(args.model)
-    results = predict_files(model, args.images, args.top_k, None if args.no_overlay else args.overlay_dir,
-                            threshold=args.threshold, map_name=args.map, attribute=args.attribute)
-    for result in results:
-        print(result["file"])
+    results = iter_predict_files(model, args.images, args.top_k, None if args.no_overlay else args.overlay_dir,
+                                 threshold=args.threshold, map_name=args.map, attribute=args.attribute,
+                                 batch_size=args.batch_size)
+    for result in results:  # printed as each batch is done, so that a long run shows its progress
+        lines = [result["file"]]
         if not result["predictions"]:
-            print("  no attribute predicted present")
-        for name, prob in result["predictions"]:
-            print(f"  {prob:7.2%}  {name}")
+            lines.append("  no attribute predicted present")
+        lines += [f"  {prob:7.2%}  {name}" for name, prob in result["predictions"]]
         if "overlay" in result:
-            print(f"  attention overlay: {result['overlay']}")
+            lines.append(f"  attention overlay: {result['overlay']}")
         for key, what in (("channels", "channel importance"), ("channel_masks", "channel masks")):
             if key in result:
-                print(f"  {what}: {result[key]}")
+                lines.append(f"  {what}: {result[key]}")
+        print("\n".join(lines), flush=True)
 
 
 def check_outputs(args, *targets):
@@ -485,6 +486,7 @@ def build_parser():
     p.add_argument("--attribute", default=None, help="attribute whose most important channel masks are drawn "
                                                      "(multi-channel attention; None: the most probable)")
     p.add_argument("--no-overlay", action="store_true", help="print the predictions only")
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=32, help="images per forward pass (memory)")
     p.set_defaults(func=cmd_predict)
 
     p = add_command(sub, "evaluate", "accuracy (top-1/top-5, per class; or per attribute) and loss on a dataset")

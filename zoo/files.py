@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from zoo.errors import OutputRefused
@@ -186,13 +187,19 @@ def overlay_names(paths, suffix=".attention.png"):
     """A distinct plain file name ``<name><suffix>`` per input (written inside the chosen output
     folder, never elsewhere): the file's stem, or where inputs share it their extension
     (``cat.png``, ``cat.jpg`` -> ``cat_png``, ``cat_jpg``), then their parent folders
-    (``a/cat.png``, ``b/cat.png`` -> ``a_cat_png``, ``b_cat_png``), then a number."""
+    (``a/cat.png``, ``b/cat.png`` -> ``a_cat``, ``b_cat``), then a number."""
     paths = list(paths)
+    counts = {}  # depth -> how many inputs have each key: built once per depth (linear, not quadratic)
+
+    def unique(path, depth):
+        if depth not in counts:
+            counts[depth] = Counter(name_key(q, depth) for q in paths)
+        return counts[depth][name_key(path, depth)] == 1
+
     names = []
     for path in paths:
         for depth in range(0, 2 * len(Path(path).resolve().parts) + 2):
-            keys = [name_key(q, depth) for q in paths]
-            if keys.count(name_key(path, depth)) == 1:
+            if unique(path, depth):
                 names.append(plain_name(name_key(path, depth)))
                 break
         else:  # the same file given twice

@@ -22,14 +22,30 @@ def class_names_of(model):
     return tasks.label_names_of(model)
 
 
-def predict(model, images, top_k=5, threshold=None):
+PREDICT_BATCH = 32  # images per forward pass: the memory of a batch, whatever the number of images
+
+
+def predict(model, images, top_k=5, threshold=None, batch_size=PREDICT_BATCH):
     """Predictions and attention maps for a batch of RGB images in [0, 255].
 
     Returns a list (one per image) of dicts with ``"predictions"``: ``[(name, probability), ...]``
     (the top-k classes, or the attributes with probability >= `threshold`, default 0.5),
     ``"probabilities"`` (every class or attribute) and ``"attention"``: ``{name: (H, W) map in [0, 1]}``
     (:func:`zoo.explain.display_maps`: sigmoid maps as they are, other kinds min-max normalised).
+    The model sees `batch_size` images at a time, so any number of images fits in memory.
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidInput(f"batch_size must be a positive integer, got {batch_size!r}")
+    images = np.asarray(images)
+    images = images[None] if images.ndim == 3 else images
+    results = []
+    for start in range(0, max(len(images), 1), batch_size):
+        results.extend(predict_batch(model, images[start : start + batch_size], top_k, threshold))
+    return results
+
+
+def predict_batch(model, images, top_k=5, threshold=None):
+    """:func:`predict` of one forward pass over all of `images`."""
     task = tasks.task_of(model)
     batch = check_images(model, images)
     outputs = model(ops.convert_to_tensor(batch), training=False)
@@ -49,8 +65,18 @@ def predict(model, images, top_k=5, threshold=None):
 
 
 def predict_files(model, paths, top_k=5, overlay_dir=None, threshold=None, map_name=None, attribute=None,
-                  max_maps=None):
-    """:func:`predict` on image files. With `overlay_dir`, writes per input ``<stem>.attention.png``
+                  max_maps=None, batch_size=PREDICT_BATCH):
+    """:func:`predict` on image files, as a list (:func:`iter_predict_files`, same arguments)."""
+    return list(iter_predict_files(model, paths, top_k, overlay_dir, threshold, map_name, attribute, max_maps,
+                                   batch_size))
+
+
+def iter_predict_files(model, paths, top_k=5, overlay_dir=None, threshold=None, map_name=None, attribute=None,
+                       max_maps=None, batch_size=PREDICT_BATCH):
+    """:func:`predict` on image files, one result per file (its ``"file"`` added) as soon as its
+    batch of `batch_size` files is done: memory stays that of one batch, and what was predicted
+    before an unreadable file is not lost (a missing file is an error before any work; a corrupt
+    one when its batch is read). With `overlay_dir`, writes per input ``<stem>.attention.png``
     (distinct names when inputs share a file name): the map `map_name` (default: the
     architecture's first declared map) over the image as given (its own size and aspect ratio),
     titled with the prediction, with the map's name, kind and scale on its colour bar
@@ -64,9 +90,13 @@ def predict_files(model, paths, top_k=5, overlay_dir=None, threshold=None, map_n
     """
     from zoo import registry
 
+    paths = list(paths)
+    if not paths:
+        raise InvalidInput("no image files given: pass at least one")
+    for path in paths:  # the cheap checks first, so that a typo fails before any slow work
+        if not Path(path).is_file():
+            read_image(path)  # raises the error that names the folder or the missing file
     size = model_image_size(model)
-    images = np.stack([load_image(p, size) for p in paths])
-    results = predict(model, images, top_k, threshold)
     info = registry.feature_info(model)
     drawn = explain.default_map(model) if map_name is None else map_name
     tap = info.map(drawn) if drawn is not None else None
@@ -79,18 +109,23 @@ def predict_files(model, paths, top_k=5, overlay_dir=None, threshold=None, map_n
     if attribute is not None and attribute not in names:
         raise registry.unknown_name_error(attribute, names, "attribute")
     headline = 1 if tasks.task_of(model).name == "multiclass" else 3  # predictions named in a title
-    for path, image, result, name in zip(paths, images, results, overlay_names(paths)):
-        result["file"] = str(path)
-        if overlay_dir is None or tap is None:
-            continue
-        Path(overlay_dir).mkdir(parents=True, exist_ok=True)
-        target = Path(overlay_dir) / name
-        picture = read_image(path)  # the file as given, under every figure of it
-        result["overlay"] = str(save_prediction_figure(target, path, picture, result, tap, max_maps, headline))
-        for output in per_channel:
-            chosen = attribute or attributes_to_draw(result, 1)[0]
-            result.update(save_channel_figures(model, image, path, picture, output, chosen, target))
-    return results
+    overlays = overlay_names(paths)
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start : start + batch_size]
+        images = np.stack([load_image(p, size) for p in chunk])
+        results = predict(model, images, top_k, threshold, batch_size)
+        for path, image, result, name in zip(chunk, images, results, overlays[start : start + batch_size]):
+            result["file"] = str(path)
+            if overlay_dir is not None and tap is not None:
+                Path(overlay_dir).mkdir(parents=True, exist_ok=True)
+                target = Path(overlay_dir) / name
+                picture = read_image(path)  # the file as given, under every figure of it
+                result["overlay"] = str(save_prediction_figure(target, path, picture, result, tap, max_maps,
+                                                               headline))
+                for output in per_channel:
+                    chosen = attribute or attributes_to_draw(result, 1)[0]
+                    result.update(save_channel_figures(model, image, path, picture, output, chosen, target))
+            yield result
 
 
 def save_prediction_figure(target, path, picture, result, tap, max_maps=None, headline=1):
