@@ -3,7 +3,8 @@
 training and inference images/s of the same architecture, batch and threads, fp32 and bfloat16.
 
     python scripts/bench_lba_official.py --official LBA_REPO [--heads conv capsule] [--batch-size 32]
-        [--threads 2] [--steps 3] [--warmup 1] [--precisions fp32 bfloat16] [--modes train infer] [--json F]
+        [--threads 2] [--steps 3] [--warmup 1] [--rounds 1] [--precisions fp32 bfloat16] [--modes train infer]
+        [--json F]
 
 ``LBA_REPO`` is a local checkout of xsshi2015/Loss-based-Attention-for-Interpreting-Image-level-
 Prediction-of-Convolutional-Neural-Networks (commit 691a024): its ``model/conv_resnet.py`` and
@@ -14,13 +15,16 @@ Training step on both sides: forward, ``CE(logits) + 0.1 * sum_p alpha_p CE(f_p)
 detached), backward, SGD with momentum 0.9 and weight decay 5e-4; the zoo's is its training core's
 step (:class:`zoo.training.loop.Trainer`, TensorFlow). bfloat16: ``torch.autocast`` on the official
 side, the zoo's ``mixed_bfloat16`` policy. Each variant runs ``--warmup`` untimed steps, then
-``--steps`` timed ones; compare the ratios of one run (the machine is noisy).
+``--steps`` timed ones; with ``--rounds`` above 1 every variant runs once per round, interleaved,
+and the table gives the medians (the rounds are in the JSON); compare the ratios of one run (the
+machine is noisy).
 """
 
 import argparse
 import importlib.util
 import json
 import os
+import statistics
 import sys
 import types
 from pathlib import Path
@@ -102,6 +106,7 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds; the table gives the medians")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
@@ -116,21 +121,31 @@ def main():
         torch.set_num_threads(args.threads)
     elif args.official:
         print("PyTorch is not installed: the official rows are skipped", file=sys.stderr)
+    todo = [(head, mode, precision) for head in args.heads for mode in args.modes for precision in args.precisions]
+    timing = (args.batch_size, args.warmup, args.steps)
+    values = {variant: {"zoo": [], "official": []} for variant in todo}
+    for round_index in range(args.rounds):  # interleaved: every variant, both sides, once per round
+        for head, mode, precision in todo:
+            measured = values[(head, mode, precision)]
+            measured["zoo"].append(zoo_rate(ARCHS[head][0], mode, precision, *timing))
+            if torch:
+                measured["official"].append(official_rate(args.official, head, mode, precision, *timing))
+            print(f"round {round_index + 1}/{args.rounds} {head} {mode} {precision}: zoo {measured['zoo'][-1]:.2f}"
+                  + (f", official {measured['official'][-1]:.2f}" if torch else "") + " img/s",
+                  file=sys.stderr, flush=True)
     rows = []
     print("| head | mode | precision | official (img/s) | zoo (img/s) | zoo / official |")
     print("| --- | --- | --- | ---: | ---: | ---: |")
-    for head in args.heads:
-        for mode in args.modes:
-            for precision in args.precisions:
-                timing = (args.batch_size, args.warmup, args.steps)
-                ours = zoo_rate(ARCHS[head][0], mode, precision, *timing)
-                theirs = official_rate(args.official, head, mode, precision, *timing) if torch else None
-                rows.append({"head": head, "mode": mode, "precision": precision, "zoo": ours, "official": theirs,
-                             "batch_size": args.batch_size, "threads": args.threads})
-                ratio = f"{ours / theirs:.2f}" if theirs else "-"
-                print(f"| {head} | {mode} | {precision} | {theirs or float('nan'):.2f} | {ours:.2f} | {ratio} |",
-                      flush=True)
-    report = {"machine": machine(), "steps": args.steps, "warmup": args.warmup, "rows": rows}
+    for (head, mode, precision), measured in values.items():
+        ours = statistics.median(measured["zoo"])
+        theirs = statistics.median(measured["official"]) if measured["official"] else None
+        rows.append({"head": head, "mode": mode, "precision": precision, "zoo": ours, "official": theirs,
+                     "zoo_rounds": measured["zoo"], "official_rounds": measured["official"],
+                     "batch_size": args.batch_size, "threads": args.threads})
+        ratio = f"{ours / theirs:.2f}" if theirs else "-"
+        print(f"| {head} | {mode} | {precision} | {theirs or float('nan'):.2f} | {ours:.2f} | {ratio} |", flush=True)
+    report = {"machine": machine(), "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds,
+              "rows": rows}
     print(json.dumps(report["machine"]))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
