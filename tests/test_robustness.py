@@ -58,3 +58,21 @@ def test_accuracy_falls_with_attack_strength_and_pgd_is_stronger(trained_toy, tm
         zr.plot_curves({"toy": results}, plot)
     assert zr.plot_curves({"toy": results}, plot, force=True).stat().st_size > 5000
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curve.png"]  # no scratch file left
+
+
+def test_the_compiled_folded_gradient_is_the_eager_one(trained_toy):
+    """What robustness() attacks with (a tf.function of the model with its batch norms folded)
+    computes the eager tape's gradient of the unfolded model, so the attacks are the same."""
+    import zoo
+
+    model, source = trained_toy
+    x = tf.constant(source.images[:8].astype("float32"))
+    y = tf.constant(source.labels[:8])
+    eager = np.asarray(zr.input_gradient(model, x, y))
+    compiled = np.asarray(zr.compiled_input_gradient(zoo.fold_batch_norm(model))(x, y))
+    assert np.abs(eager).max() > 0
+    np.testing.assert_allclose(compiled, eager, atol=1e-4 * np.abs(eager).max())
+    agree = np.mean(np.sign(compiled) == np.sign(eager))
+    assert agree > 0.99, agree
+    same = np.isclose(zr.fgsm(model, x, y, 4.0, gradient=zr.compiled_input_gradient(model)), zr.fgsm(model, x, y, 4.0))
+    assert same.mean() > 0.99  # the same attack, but where a gradient is within rounding of zero

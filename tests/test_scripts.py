@@ -213,3 +213,24 @@ def test_inference_benchmark_times_the_three_ways_and_they_agree(tmp_path):
     rows = bench.measure("abn_resnet20", batch=4, rounds=1)
     assert [r["variant"] for r in rows] == list(calls) and rows[0]["ratio"] == 1.0
     assert all(r["images_per_s"] > 0 and len(r["seconds"]) == 1 for r in rows)
+
+
+def test_robustness_benchmark_times_both_ways_and_checks_they_agree(tmp_path, capsys):
+    from tests.conftest import TINY, write_toy_npz
+    from zoo import build, hub
+
+    model = build("abn_resnet20", num_classes=2, input_shape=(16, 16, 3), **TINY)
+    model.zoo_config["class_names"] = ["red", "blue"]  # the toy data's
+    hub.save_model(model, tmp_path / "m")
+    data = write_toy_npz(tmp_path / "toy.npz", n_test=8)
+    bench = load_script("bench_robustness")
+    report = bench.main([str(tmp_path / "m"), "--data", str(data), "--max-examples", "8", "--rounds", "1",
+                         "--json", str(tmp_path / "r.json")])
+    (row,) = report["rows"]
+    eager, compiled = row["accuracies"]["eager"], row["accuracies"]["compiled, folded"]
+    assert set(eager) == set(compiled) == {"fgsm", "pgd", "noise"}
+    for attack in eager:  # the same attacks; an image may differ where a gradient is within rounding of zero
+        assert max(abs(eager[attack][s] - compiled[attack][s]) for s in eager[attack]) <= 1 / 8
+    assert row["same_accuracies"] == (eager == compiled)
+    assert all(len(v) == 1 and v[0] > 0 for v in row["seconds"].values())
+    assert row["model"] in capsys.readouterr().out and (tmp_path / "r.json").exists()
