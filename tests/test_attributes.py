@@ -288,3 +288,18 @@ def test_every_attribute_present_is_shown_not_the_first_five(tmp_path, capsys):
     assert len(panels) == 15  # the input and all 14 maps, none left out (in rows of up to 6)
     figure = Image.open(tmp_path / "ov" / "face.attention.png")
     assert figure.size[1] > 2.5 * 192  # 3 rows
+
+
+def test_a_prediction_does_not_depend_on_the_other_images_of_its_batch():
+    """The per-channel masks shown are each image's own top channels, not the batch's: one image
+    predicted alone or among others (one batch or several) gives the same result."""
+    model = tiny("multichannel_faceresnet20")
+    images = np.random.default_rng(5).integers(0, 255, (3, SIZE, SIZE, 3)).astype("uint8")
+    together = zoo.predict(model, images, threshold=0.0)
+    alone = [zoo.predict(model, image[None], threshold=0.0)[0] for image in images]
+    assert any(set(a["attention"]) != set(b["attention"]) for a, b in zip(alone, alone[1:]))  # the test can tell
+    for a, b in zip(together, alone):
+        assert set(a["attention"]) == set(b["attention"])
+        for key in a["attention"]:
+            np.testing.assert_allclose(a["attention"][key], b["attention"][key], atol=1e-5)
+        np.testing.assert_allclose(list(a["probabilities"].values()), list(b["probabilities"].values()), rtol=1e-5)

@@ -32,7 +32,8 @@ def predict(model, images, top_k=5, threshold=None, batch_size=PREDICT_BATCH):
     (the top-k classes, or the attributes with probability >= `threshold`, default 0.5),
     ``"probabilities"`` (every class or attribute) and ``"attention"``: ``{name: (H, W) map in [0, 1]}``
     (:func:`zoo.explain.display_maps`: sigmoid maps as they are, other kinds min-max normalised).
-    The model sees `batch_size` images at a time, so any number of images fits in memory.
+    The model sees `batch_size` images at a time, so any number of images fits in memory; each
+    image's result is the same whatever else is in the call (:func:`maps_per_image`).
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidInput(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -50,18 +51,32 @@ def predict_batch(model, images, top_k=5, threshold=None):
     batch = check_images(model, images)
     outputs = model(ops.convert_to_tensor(batch), training=False)
     probabilities = ops.convert_to_numpy(task.probabilities(outputs["logits"]))
-    maps = explain.display_maps(model, batch, outputs=outputs)
     names = class_names_of(model)
     results = []
-    for i, probs in enumerate(probabilities):
+    for i, (probs, attention) in enumerate(zip(probabilities, maps_per_image(model, batch, outputs))):
         described = task.describe(probs, names, top_k, threshold)
         results.append({
             "predictions": described,
             "top_k": described,  # the name of this list before the multi-label task existed
             "probabilities": dict(zip(names, map(float, probs))),
-            "attention": {k: v[i] for k, v in maps.items()},
+            "attention": attention,
         })
     return results
+
+
+def maps_per_image(model, batch, outputs):
+    """Each image's :func:`zoo.explain.display_maps`, independent of the other images of the batch:
+    a per-channel map's channels (ranked by their mean mask over the images given) are ranked
+    for each image on its own."""
+    from zoo import registry
+
+    if not any(tap.kind == "per_channel" for tap in registry.feature_info(model).maps):
+        maps = explain.display_maps(model, batch, outputs=outputs)
+        return [{k: v[i] for k, v in maps.items()} for i in range(len(batch))]
+    outputs = {k: ops.convert_to_numpy(v) for k, v in outputs.items()}
+    return [{k: v[0] for k, v in explain.display_maps(model, batch[i : i + 1],
+                                                        outputs={k: v[i : i + 1] for k, v in outputs.items()}).items()}
+            for i in range(len(batch))]
 
 
 def predict_files(model, paths, top_k=5, overlay_dir=None, threshold=None, map_name=None, attribute=None,
