@@ -110,10 +110,10 @@ def check_same_outputs(model, copy, images=None, what="folding the batch norms")
     for name, a, b in zip(names, keras.tree.flatten(expected), keras.tree.flatten(got)):
         a = keras.ops.convert_to_numpy(keras.ops.cast(a, "float32"))
         b = keras.ops.convert_to_numpy(keras.ops.cast(b, "float32"))
-        scale = float(np.max(np.abs(a))) + 1e-6
-        if float(np.max(np.abs(a - b))) > 1e-3 * scale:
+        scale, difference = float(np.max(np.abs(a))) + 1e-6, float(np.max(np.abs(a - b)))
+        if difference > 1e-3 * scale:
             raise InvalidInput(f"{what} changed the output {name!r} of {model.name} (largest difference "
-                               f"{float(np.max(np.abs(a - b))):.3g} of {scale:.3g}): a layer does not rebuild "
+                               f"{difference:.3g} of {scale:.3g}): a layer does not rebuild "
                                f"from its config; use the model unfolded")
 
 
@@ -172,7 +172,7 @@ def fold_batch_norm(model, verify=True):
 def inference_model(model, purpose="running"):
     """`model` with its batch norms folded (:func:`fold_batch_norm`; `model` itself if already
     folded), or `model` unchanged with a warning where a layer does not rebuild from its config:
-    what ``zoo evaluate`` and ``zoo export`` run."""
+    what ``zoo evaluate``, ``zoo export`` and ``zoo robustness`` run."""
     if is_folded(model):
         return model
     try:

@@ -10,7 +10,7 @@ import numpy as np
 from keras import ops
 
 from zoo import explain, tasks
-from zoo.data.images import as_pixels, check_images, read_image
+from zoo.data.images import as_pixels, check_image_file, check_images, read_image
 from zoo.errors import InvalidInput
 from zoo.files import overlay_names
 from zoo.hub import model_image_size
@@ -109,8 +109,7 @@ def iter_predict_files(model, paths, top_k=5, overlay_dir=None, threshold=None, 
     if not paths:
         raise InvalidInput("no image files given: pass at least one")
     for path in paths:  # the cheap checks first, so that a typo fails before any slow work
-        if not Path(path).is_file():
-            read_image(path)  # raises the error that names the folder or the missing file
+        check_image_file(path)
     size = model_image_size(model)
     info = registry.feature_info(model)
     drawn = explain.default_map(model) if map_name is None else map_name
@@ -128,7 +127,7 @@ def iter_predict_files(model, paths, top_k=5, overlay_dir=None, threshold=None, 
     for start in range(0, len(paths), batch_size):
         chunk = paths[start : start + batch_size]
         images = np.stack([load_image(p, size) for p in chunk])
-        results = predict(model, images, top_k, threshold, batch_size)
+        results = predict_batch(model, images, top_k, threshold)
         for path, image, result, name in zip(chunk, images, results, overlays[start : start + batch_size]):
             result["file"] = str(path)
             if overlay_dir is not None and tap is not None:

@@ -108,12 +108,13 @@ def robustness(model, data, attacks=ATTACKS, epsilons=DEFAULT_EPSILONS, sigmas=D
     from zoo.progress import Progress
 
     task = tasks.task_of(model)
-    attacked_model, gradient = model, None  # eager: input_gradient of the model as it is
-    logits_of = lambda x: model(x, training=False)["logits"]  # noqa: E731
     if compiled:
         attacked_model = inference.inference_model(model, "attacking")  # batch norms folded: the same function
         gradient = compiled_input_gradient(attacked_model)
         logits_of = tf.function(lambda x: attacked_model(x, training=False)["logits"], reduce_retracing=True)
+    else:  # eager: input_gradient of the model as it is
+        attacked_model, gradient = model, None
+        logits_of = lambda x: model(x, training=False)["logits"]  # noqa: E731
     source = zdata.open_source(data, split, image_size=model_image_size(model),
                                class_names=tasks.label_names_of(model))
     correct = {a: {s: 0 for s in (sigmas if a == "noise" else epsilons)} for a in attacks}

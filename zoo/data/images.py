@@ -56,6 +56,16 @@ def as_uint8(images, where="images"):
     return np.clip(np.round(as_pixels(images, where)), 0, 255).astype("uint8")
 
 
+def check_image_file(path):
+    """`path` as a Path, or a clear error where it is a folder or does not exist."""
+    path = Path(path)
+    if path.is_dir():
+        raise InvalidInput(f"{path} is a folder; pass image files (e.g. {path}/*.png)")
+    if not path.is_file():
+        raise InvalidInput(f"image file {path} does not exist")
+    return path
+
+
 def read_image(path, size=None):
     """An image file as RGB uint8 (H, W, 3), resized to `size` (H, W) if given.
 
@@ -65,11 +75,7 @@ def read_image(path, size=None):
     """
     from PIL import Image, UnidentifiedImageError
 
-    path = Path(path)
-    if path.is_dir():
-        raise InvalidInput(f"{path} is a folder; pass image files (e.g. {path}/*.png)")
-    if not path.is_file():
-        raise InvalidInput(f"image file {path} does not exist")
+    path = check_image_file(path)
     try:
         with Image.open(path) as picture:
             check_image_size(picture, path)
