@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import numpy as np  # noqa: E402
-from bench_fit import per_second, zoo_step  # noqa: E402  (images/s of a step after warm-up; the zoo's step)
+from bench_fit import per_second, tf_threads, zoo_step  # noqa: E402  (images/s after warm-up; the zoo's step)
 from bench_torch import machine, torch_batch, torch_rate  # noqa: E402  (the official side's step)
 
 OFFICIAL_FILE = "models/cifar/resnet.py"
@@ -151,10 +151,7 @@ def official_rate(repo, mode, precision, batch, warmup, steps, threads):
 
 def measure(variant, args):
     """One variant in this process: images/s (latency: ms per image)."""
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf_threads(args.threads)
     timing = (args.batch_size, args.warmup, args.steps, args.threads)
     if variant["side"] == "official":
         return official_rate(args.official, variant["mode"], variant["precision"], *timing)

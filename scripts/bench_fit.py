@@ -27,6 +27,18 @@ from zoo.training.recipe import TrainConfig, dtype_policy  # noqa: E402
 MODELS = ["abn_resnet20", "ltpa_vgg16:0.25", "ltpa_vgg_att3:0.25", "ltpa_vgg16:1", "ltpa_vgg_att3:1"]
 
 
+def tf_threads(threads):
+    """TensorFlow on `threads` intra-op threads and one inter-op thread, as every benchmark measures;
+    in a process where TensorFlow already runs (a test) a note instead of an error."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        print(f"TensorFlow already started: --threads {threads} not applied", file=sys.stderr)
+
+
 def per_second(step, warmup, steps, batch):
     for _ in range(warmup):
         step()
@@ -36,11 +48,13 @@ def per_second(step, warmup, steps, batch):
     return steps * batch / (time.perf_counter() - start)
 
 
-def zoo_step(arch, mode, precision, images, labels, batch, task="multiclass", num_classes=10, loss_kwargs=None):
+def zoo_step(arch, mode, precision, images, labels, batch, task="multiclass", num_classes=10, loss_kwargs=None,
+             jit_compile=False):
     """One step of `arch` as a no-argument function (TensorFlow): the training core's step
     (:class:`zoo.training.loop.Trainer`, batches of `images` / `labels`) or, for ``mode="infer"``,
     the model in inference mode (batch norms folded) on the first `batch` images in a ``tf.function``; `precision` is
-    ``fp32`` or ``bfloat16``. Shared by the side-by-side benchmarks and the step profiler."""
+    ``fp32`` or ``bfloat16``, `jit_compile` XLA for either. Shared by the side-by-side benchmarks, the XLA
+    benchmark and the step profiler."""
     import tensorflow as tf
 
     import zoo
@@ -49,13 +63,13 @@ def zoo_step(arch, mode, precision, images, labels, batch, task="multiclass", nu
     mixed = None if precision == "fp32" else "bfloat16"
     if mode == "train":
         config = TrainConfig(epochs=1000, batch_size=batch, progress=False, mixed_precision=mixed,
-                             loss_kwargs=dict(loss_kwargs or {}))
+                             loss_kwargs=dict(loss_kwargs or {}), jit_compile=jit_compile)
         trainer = Trainer(arch, ArraySource(images, labels, task=task), config)
         iterator = trainer._distributed_epoch(0, 0)
         return lambda: trainer._train_step(iterator)
     with dtype_policy(mixed):  # inference as zoo evaluate / export run it: batch norms folded
         model = zoo.fold_batch_norm(zoo.build(arch, num_classes=num_classes))
-    infer = tf.function(lambda x: model(x, training=False))
+    infer = tf.function(lambda x: model(x, training=False), jit_compile=jit_compile)
     x = tf.constant(images[:batch].astype("float32"))
     return lambda: infer(x)["logits"].numpy()
 

@@ -20,6 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
+from bench_fit import tf_threads  # noqa: E402  (TensorFlow's thread counts)
 from bench_torch import machine  # noqa: E402  (CPU model, flags, versions)
 
 DEFAULT_MODELS = ("abn_resnet20", "ltpa_vgg_att3_w025", "abn_multitask_faceresnet20", "lba_resnet18_w0125")
@@ -70,10 +71,7 @@ def main(argv=None):
     import keras
 
     if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
+        tf_threads(args.threads)
     rows = [row for name in args.models for row in measure(name, args.batch_size, args.rounds)]
     print("| model | variant | images/s | ratio |\n| --- | --- | ---: | ---: |")
     for row in rows:

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_abn_official import fake_batch  # noqa: E402  (synthetic images and labels)
-from bench_fit import per_second, zoo_step  # noqa: E402  (calls/s after warm-up; the training core's step)
+from bench_fit import per_second, tf_threads, zoo_step  # noqa: E402  (calls/s after warm-up; the core's step)
 
 CHANNELS = (8, 10, 16, 24, 40, 64)
 MODELS = {"abn_resnet20": (32, 10, "multiclass"), "abn_multitask_faceresnet20": (64, 40, "multilabel"),
@@ -135,11 +135,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu")
     args = parser.parse_args()
-    import tensorflow as tf
     from bench_torch import machine
-
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf_threads(args.threads)
     info = machine()
     print(f"{info['cpu']}, {info['cores']} cores, flags {' '.join(info['flags'])}; {info['versions']}")
     if "ops" in args.only:

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_fit import per_second, zoo_step  # noqa: E402  (images/s of a step after warm-up; the zoo's step)
+from bench_fit import per_second, tf_threads, zoo_step  # noqa: E402  (images/s after warm-up; the zoo's step)
 from bench_torch import machine, torch_batch, torch_rate  # noqa: E402  (the official side's step)
 
 ARCHS = {"conv": ("lba_resnet18", "model/conv_resnet.py"),
@@ -110,10 +110,7 @@ def main():
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf_threads(args.threads)
     torch = None
     if args.official and importlib.util.find_spec("torch") is not None:
         import torch

@@ -22,6 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
+from bench_fit import tf_threads  # noqa: E402  (TensorFlow's thread counts)
 from bench_torch import machine  # noqa: E402  (CPU model, flags, versions)
 
 VARIANTS = {"eager": False, "compiled, folded": True}
@@ -44,13 +45,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # called from a process where TensorFlow already runs (a test)
-        print(f"TensorFlow already started: --threads {args.threads} not applied", file=sys.stderr)
+    tf_threads(args.threads)
     import zoo
 
     rows = []

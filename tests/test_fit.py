@@ -51,6 +51,18 @@ def test_fit_learns_and_resumes(tmp_path):
         zfit.fit("abn_resnet20", (images, labels), config, build_kwargs={"input_shape": (16, 16, 3), **TINY})
 
 
+@pytest.mark.parametrize("choice, expected", [(None, "auto"), (True, True), (False, False)])
+def test_fit_compiles_with_the_configs_xla_choice(monkeypatch, choice, expected):
+    asked = []
+    compile_ = zfit.FitModel.compile
+    monkeypatch.setattr(zfit.FitModel, "compile", lambda self, **kw: asked.append(kw["jit_compile"]) or
+                        compile_(self, **kw))
+    images, labels = toy_images(32)
+    config = TrainConfig(epochs=1, batch_size=16, progress=False, max_steps=1, jit_compile=choice)
+    _, history = zfit.fit("abn_resnet20", (images, labels), config, build_kwargs={"input_shape": (16, 16, 3), **TINY})
+    assert asked == [expected] and np.isfinite(history["loss"][0])
+
+
 def test_a_resumed_fit_shuffles_and_augments_as_the_epoch_it_resumes():
     images, labels = toy_images(32)
     resumed = zfit.ArrayBatches(ArraySource(images, labels), 8, training=True, seed=3)
@@ -107,3 +119,13 @@ sys.exit(main(["train", "abn_resnet20", "--data", {str(data)!r}, "--image-size",
                             timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "val_accuracy" in result.stdout and (tmp_path / "m" / "model.weights.h5").exists()
+
+
+def test_the_jit_compile_flag_reaches_the_train_config():
+    from zoo.cli import build_parser, train_config_from_args
+
+    def jit_of(*flag):
+        args = build_parser().parse_args(["train", "abn_resnet20", "--data", "d.npz", "--output", "o", *flag])
+        return train_config_from_args(args).jit_compile
+
+    assert [jit_of(), jit_of("--jit-compile", "on"), jit_of("--jit-compile", "off")] == [None, True, False]

@@ -234,3 +234,16 @@ def test_robustness_benchmark_times_both_ways_and_checks_they_agree(tmp_path, ca
     assert row["same_accuracies"] == (eager == compiled)
     assert all(len(v) == 1 and v[0] > 0 for v in row["seconds"].values())
     assert row["model"] in capsys.readouterr().out and (tmp_path / "r.json").exists()
+
+
+def test_xla_benchmark_times_graph_and_xla_and_they_agree(tmp_path, capsys):
+    bench = load_script("bench_xla")
+    bench.main(["--models", "abn_resnet20", "--precisions", "fp32", "--batch-size", "4", "--steps", "1",
+                "--rounds", "2", "--json", str(tmp_path / "x.json")])
+    rows = json.loads((tmp_path / "x.json").read_text())["rows"]
+    assert [(r["mode"], r["xla"]) for r in rows] == [("train", False), ("train", True), ("infer", False),
+                                                     ("infer", True)]
+    assert all(r["images_per_s"] > 0 and r["first_call_s"] > 0 and len(r["step_seconds"]) == 2 for r in rows)
+    assert all(r["max_abs_diff_to_graph"] < 1e-3 for r in rows)  # same weights: same loss and logits
+    assert [r["ratio_to_graph"] for r in rows if not r["xla"]] == [1.0, 1.0]
+    assert capsys.readouterr().out.count("| `abn_resnet20` |") == 2

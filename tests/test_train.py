@@ -180,6 +180,35 @@ def run_helper(mode, env=None):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def xla_compiled_functions(trainer, iterator):
+    graph = trainer._train_step.get_concrete_function(iterator).graph
+    return [f.signature.name for f in graph.as_graph_def().library.function if "_XlaMustCompile" in f.attr]
+
+
+def test_xla_train_step_is_compiled_and_matches_the_graph_step(toy_source):
+    runs = {}
+    for jit in (False, True):
+        trainer = make_trainer(toy_source, jit_compile=jit, deterministic=False)
+        iterator = trainer._distributed_epoch(0, 0)
+        losses = [float(trainer._train_step(iterator)) for _ in range(3)]
+        runs[jit] = losses, weights_of(trainer.model), xla_compiled_functions(trainer, iterator)
+    assert runs[False][2] == [] and len(runs[True][2]) == 1  # only the asked-for step is XLA
+    np.testing.assert_allclose(runs[True][0], runs[False][0], rtol=1e-5)
+    for xla, graph in zip(runs[True][1], runs[False][1]):
+        np.testing.assert_allclose(xla, graph, atol=1e-4)  # BN statistics and SGD updates included
+
+
+def test_xla_with_more_than_one_replica_is_refused_before_any_work(toy_source):
+    from types import SimpleNamespace
+
+    from zoo.errors import InvalidInput
+
+    two_replicas = SimpleNamespace(num_replicas_in_sync=2)
+    with pytest.raises(InvalidInput, match="one replica.*drop --jit-compile"):
+        Trainer("abn_resnet20", toy_source, TrainConfig(batch_size=16, jit_compile=True), strategy=two_replicas,
+                build_kwargs=BUILD)
+
+
 def test_mirrored_strategy_with_synchronized_bn_matches_one_device():
     result = run_helper("mirrored-parity")
     assert result["replicas"] == 2 and result["all_sync_bn"]

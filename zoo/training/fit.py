@@ -141,7 +141,7 @@ def fit(model, train_data, config: TrainConfig, test_data=None, build_kwargs=Non
     setup.check_data(net, train_data, test_data, val_data)
     trainer = FitModel(net, config, per_epoch)
     optimizer = setup.make_optimizer(config, per_epoch)
-    trainer.compile(optimizer=optimizer)
+    trainer.compile(optimizer=optimizer, jit_compile=setup.fit_jit_compile(config))
     labels_in_inputs = trainer.core.needs_labels
     batches = ArrayBatches(train_data, config.batch_size, True, config.seed, config.augment,
                            labels_in_inputs=labels_in_inputs)

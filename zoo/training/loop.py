@@ -10,6 +10,8 @@ than one replica. It adds:
   schedules, L2 weight decay as PyTorch's SGD applies it, metrics), SGD with momentum, cosine
   (with linear warm-up) or step schedules;
 - mixed precision (``"bfloat16"`` on CPU, ``"float16"`` with loss scaling on GPU);
+- XLA on request (``jit_compile=True``: the forward and backward pass of one replica compiled,
+  the update outside; off by default, slower on CPUs, see the README);
 - checkpoints every N steps and at epoch ends (``tf.train.CheckpointManager``; only the chief
   writes to the real directory), and ``resume`` that continues from the latest checkpoint
   mid-epoch with exactly the batches an uninterrupted run would see (see :mod:`zoo.data`);
@@ -29,7 +31,7 @@ import keras
 import tensorflow as tf
 
 from zoo import data as zdata
-from zoo.errors import DamagedFile
+from zoo.errors import DamagedFile, InvalidInput
 from zoo.training import setup
 from zoo.training.core import (
     BestEpoch,
@@ -83,6 +85,10 @@ class Trainer:
         replicas = self.strategy.num_replicas_in_sync
         if config.batch_size % replicas:
             raise ValueError(f"batch_size {config.batch_size} is not divisible by {replicas} replicas")
+        if config.jit_compile and replicas > 1:
+            raise InvalidInput(f"jit_compile (XLA) needs one replica, the strategy has {replicas}: synchronized "
+                               "batch norm and the gradient all-reduce do not compile; drop --jit-compile or train "
+                               "on one device")
         self.steps_per_epoch = setup.steps_per_epoch(len(train_data), config.batch_size)
         self.total_steps = setup.total_steps(config, self.steps_per_epoch)
         if config.deterministic:
@@ -147,14 +153,20 @@ class Trainer:
         model, optimizer, core = self.model, self.optimizer, self.core
         global_batch = self.config.batch_size
 
-        def step_fn(images, labels):
+        def gradients(images, labels):
             with tf.GradientTape() as tape:
                 outputs = core.forward(images, labels, training=True)
                 losses = core.losses(labels, outputs, optimizer.iterations)
                 loss = core.objective(losses["loss"], global_batch)
                 scaled = optimizer.scale_loss(loss)  # float16: the decay term is scaled with the loss
-            variables = model.trainable_variables
-            optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+            return loss, tape.gradient(scaled, model.trainable_variables), outputs, losses
+
+        if self.config.jit_compile:  # XLA for the forward and backward pass; the update stays outside
+            gradients = tf.function(gradients, jit_compile=True)
+
+        def step_fn(images, labels):
+            loss, grads, outputs, losses = gradients(images, labels)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
             core.update_metrics(labels, outputs, losses)
             return loss
 

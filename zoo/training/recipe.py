@@ -43,6 +43,7 @@ class TrainConfig:
     max_steps: Optional[int] = None  # stop after this many optimizer steps (tests, benchmarks)
     deterministic: bool = False  # tf.config.experimental.enable_op_determinism()
     keep_best: bool = False  # keep the epoch with the best validation accuracy (needs validation data)
+    jit_compile: Optional[bool] = None  # XLA train step; None: the engine's default (loop: off; fit: Keras' "auto")
 
     def to_json(self):
         return {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in vars(self).items()}

@@ -32,6 +32,13 @@ def resolved(config: TrainConfig) -> TrainConfig:
     return dataclasses.replace(config, mixed_precision=resolve_precision(config.mixed_precision))
 
 
+def fit_jit_compile(config: TrainConfig):
+    """``model.fit``'s XLA switch: ``config.jit_compile``, or (None) Keras' ``"auto"``: always under
+    JAX, on TensorFlow only with a GPU, never under PyTorch. (The loop engine compiles with XLA only
+    when asked: on CPUs it trains 2-9x slower with it, README.)"""
+    return "auto" if config.jit_compile is None else bool(config.jit_compile)
+
+
 def steps_per_epoch(num_examples, batch_size):
     """Full batches per epoch (the last partial batch is dropped when training)."""
     steps = num_examples // batch_size
