@@ -81,3 +81,14 @@ def test_python_block_runs(index, tmp_path, monkeypatch):
     block = fenced("python")[index]
     code = "\n".join(line for line in block.splitlines() if NETWORK not in line)
     exec(compile(code, f"README.md python block {index + 1}", "exec"), {"__name__": "readme"})
+
+
+def test_the_layout_names_every_module_and_script():
+    """A newcomer finds any piece by its name: the README's Layout names every module and script
+    (a ``train_*.sh``-style pattern covers the files it matches)."""
+    layout = README[README.index("## Layout"):]
+    named = re.findall(r"`([\w*.]+\.(?:py|sh))`", layout)
+    files = [p for p in [*(REPO / "zoo").rglob("*.py"), *(REPO / "scripts").glob("*")] if p.name != "__init__.py"]
+    missing = [str(p.relative_to(REPO)) for p in files if p.suffix in (".py", ".sh") and not any(
+        Path(p.name).match(pattern) for pattern in named)]
+    assert len(files) > 40 and missing == [], f"not in the README's Layout: {missing}"

@@ -112,8 +112,8 @@ def add_train_args(parser):
                                                                               "epochs)")
     parser.add_argument("--deterministic", action="store_true", help="deterministic TF ops (exact resume checks)")
     parser.add_argument("--jit-compile", choices=["auto", "on", "off"], default="auto",
-                        help="XLA for the train step; auto: the loop engine off (it trains 2-9x slower with XLA on "
-                             "a CPU), the fit engine Keras' rule (on with a GPU or under JAX)")
+                        help="XLA for the train step; auto: the loop engine off (on CPUs it trains at parity to 17x "
+                             "slower with XLA), the fit engine Keras' rule (on with a GPU or under JAX)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar: one line per epoch and "
                                                                    "evaluation (logs, CI)")
     parser.add_argument("--output", required=True, help="directory to save the trained model (zoo.load-able); "
