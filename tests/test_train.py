@@ -198,6 +198,21 @@ def test_xla_train_step_is_compiled_and_matches_the_graph_step(toy_source):
         np.testing.assert_allclose(xla, graph, atol=1e-4)  # BN statistics and SGD updates included
 
 
+def test_xla_compiles_an_objective_that_differentiates_its_own_grad_cam(toy_source):
+    """Sharpen Focus takes Grad-CAM inside the step (a nested tape), here differentiated (second order)."""
+    losses, compiled = [], []
+    for jit in (False, True):
+        config = TrainConfig(epochs=1, batch_size=16, progress=False, seed=1, jit_compile=jit,
+                             objective="sharpen_focus", loss_kwargs={"second_order": True})
+        trainer = Trainer("abn_resnet20", toy_source, config, build_kwargs=BUILD)
+        iterator = trainer._distributed_epoch(0, 0)
+        losses.append([float(trainer._train_step(iterator)) for _ in range(2)])
+        compiled.append(len(xla_compiled_functions(trainer, iterator)))
+    assert compiled == [0, 1]
+    np.testing.assert_allclose(losses[1][0], losses[0][0], rtol=1e-6)  # the same weights: the same objective
+    np.testing.assert_allclose(losses[1][1], losses[0][1], rtol=1e-3)  # after one update (measured: 9e-5)
+
+
 def test_xla_with_more_than_one_replica_is_refused_before_any_work(toy_source):
     from types import SimpleNamespace
 
