@@ -39,6 +39,19 @@ def tf_threads(threads):
         print(f"TensorFlow already started: --threads {threads} not applied", file=sys.stderr)
 
 
+def interleaved_seconds(calls, rounds, steps=1):
+    """Seconds per call of each of `calls` (key -> a no-argument function), one mean over `steps`
+    calls per round, the variants taking turns in every round (so a noisy machine hits all alike)."""
+    seconds = {key: [] for key in calls}
+    for _ in range(rounds):
+        for key, call in calls.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                call()
+            seconds[key].append((time.perf_counter() - start) / steps)
+    return seconds
+
+
 def per_second(step, warmup, steps, batch):
     for _ in range(warmup):
         step()

@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
-from bench_fit import tf_threads  # noqa: E402  (TensorFlow's thread counts)
+from bench_fit import interleaved_seconds, tf_threads  # noqa: E402  (timing in turns; TensorFlow's threads)
 from bench_torch import machine  # noqa: E402  (CPU model, flags, versions)
 
 DEFAULT_MODELS = ("abn_resnet20", "ltpa_vgg_att3_w025", "abn_multitask_faceresnet20", "lba_resnet18_w0125")
@@ -48,12 +47,7 @@ def measure(name, batch, rounds):
     for call in calls.values():  # compile and warm up
         call()
         call()
-    seconds = {k: [] for k in calls}
-    for _ in range(rounds):
-        for key, call in calls.items():
-            start = time.perf_counter()
-            call()
-            seconds[key].append(time.perf_counter() - start)
+    seconds = interleaved_seconds(calls, rounds)
     base = float(np.median(seconds["eager"]))
     return [{"model": name, "variant": key, "images_per_s": batch / float(np.median(s)),
              "ratio": base / float(np.median(s)), "seconds": s} for key, s in seconds.items()]

@@ -28,16 +28,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_abn_official import EXTRA_MODELS, fake_batch, precisions  # noqa: E402
-from bench_fit import tf_threads  # noqa: E402  (TensorFlow's thread counts)
+from bench_fit import interleaved_seconds, tf_threads, zoo_step  # noqa: E402  (timing in turns; threads; a step)
 from bench_torch import machine  # noqa: E402  (CPU model, flags, versions)
 
 DEFAULT_MODELS = ("abn_resnet20", "ltpa_vgg_att3_w025", "abn_multitask_faceresnet20")
-
-
-def timed_call(call):
-    start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
 
 
 def first_call(call):
@@ -47,13 +41,13 @@ def first_call(call):
     return time.perf_counter() - start, result
 
 
-def model_variants(name, batch, steps, measured):
-    """(mode, precision, xla) -> a step function, for every combination."""
+def model_variants(name, batch, calls, measured):
+    """(mode, precision, xla) -> a step function, for every combination, with data for `calls` train steps."""
     import keras
-    from bench_fit import zoo_step
 
     size, num_classes, task = EXTRA_MODELS.get(name, (32, 10, "multiclass"))
-    images, labels = fake_batch(batch * (steps + 2), size, num_classes, task == "multilabel")
+    images, labels = fake_batch(batch * calls, size, num_classes, task == "multilabel")
+
     def step(mode, precision, xla):
         keras.utils.set_random_seed(0)  # the same weights with and without XLA, so their outputs can be compared
         return zoo_step(name, mode, precision, images, labels, batch, task, num_classes, jit_compile=xla)
@@ -63,14 +57,11 @@ def model_variants(name, batch, steps, measured):
 
 
 def measure(name, args, measured):
-    calls = model_variants(name, args.batch_size, args.steps * args.rounds + 2, measured)
+    calls = model_variants(name, args.batch_size, 2 + args.rounds * args.steps, measured)  # first, warm, timed
     first = {key: first_call(call) for key, call in calls.items()}  # tracing + (XLA) compiling
     for call in calls.values():
         call()  # warm
-    seconds = {key: [] for key in calls}
-    for _ in range(args.rounds):
-        for key, call in calls.items():
-            seconds[key].append(sum(timed_call(call) for _ in range(args.steps)) / args.steps)
+    seconds = interleaved_seconds(calls, args.rounds, args.steps)
     rows = []
     for (mode, precision, xla), per_step in seconds.items():
         graph = statistics.median(seconds[(mode, precision, False)])

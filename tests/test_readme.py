@@ -88,7 +88,7 @@ def test_the_layout_names_every_module_and_script():
     (a ``train_*.sh``-style pattern covers the files it matches)."""
     layout = README[README.index("## Layout"):]
     named = re.findall(r"`([\w*.]+\.(?:py|sh))`", layout)
-    files = [p for p in [*(REPO / "zoo").rglob("*.py"), *(REPO / "scripts").glob("*")] if p.name != "__init__.py"]
-    missing = [str(p.relative_to(REPO)) for p in files if p.suffix in (".py", ".sh") and not any(
-        Path(p.name).match(pattern) for pattern in named)]
+    sources = [*(REPO / "zoo").rglob("*.py"), *(REPO / "scripts").glob("*.py"), *(REPO / "scripts").glob("*.sh")]
+    files = [p for p in sources if p.name != "__init__.py"]
+    missing = [str(p.relative_to(REPO)) for p in files if not any(Path(p.name).match(pattern) for pattern in named)]
     assert len(files) > 40 and missing == [], f"not in the README's Layout: {missing}"
